@@ -1,0 +1,391 @@
+//! The single-threaded executor: runs actors (async futures) one scheduling step at a time.
+//! A step is either polling one runnable actor up to its next scheduling point, or draining one
+//! buffered store (tso). The strategy picks among them; when nothing is schedulable the clock
+//! jumps to the next event. Actors are woken only by kernel events (timers, other actors'
+//! actions, event callbacks), never by an OS thread.
+
+use crate::ctx::Ctx;
+use crate::decision::DecisionSource;
+use crate::kernel::{ActorFuture, ActorId, Event, Kernel, KernelOptions};
+use crate::memory::{MemMode, Memory};
+use crate::region::Region;
+use crate::strategy::{Schedulable, Strategy};
+use std::cell::RefCell;
+use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
+
+/// Why a run ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EndReason {
+    /// Nothing runnable, no buffered stores, no pending events.
+    Quiescent,
+    /// Every non-daemon actor finished and the run was told to stop then.
+    AllFinished,
+    StepLimit,
+    TimeLimit,
+    /// An actor exceeded its progress budget (a livelock or a spin on a dead peer).
+    NoProgress { actor: String, steps: u64 },
+}
+
+/// A parked waiter whose wake condition held at quiescence: a lost wake-up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LostWakeup {
+    pub actor: String,
+    pub label: String,
+}
+
+/// What the kernel saw of a run. Oracles turn this into a verdict.
+#[derive(Clone, Debug)]
+pub struct RunOutcome {
+    pub end: EndReason,
+    /// Non-daemon actors that had not finished when the run ended.
+    pub unfinished: Vec<String>,
+    pub lost_wakeups: Vec<LostWakeup>,
+    /// Actors whose future panicked, with the panic message.
+    pub panics: Vec<(String, String)>,
+    pub steps: u64,
+    pub now_ns: u64,
+}
+
+impl RunOutcome {
+    /// Liveness problems the kernel itself can see.
+    pub fn liveness_failures(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for w in &self.lost_wakeups {
+            out.push(format!("lost wake-up: {} parked on '{}' while its condition holds", w.actor, w.label));
+        }
+        match &self.end {
+            EndReason::NoProgress { actor, steps } => {
+                out.push(format!("no progress: {actor} ran {steps} steps without progress"))
+            }
+            EndReason::StepLimit => out.push(format!("step limit reached after {} steps", self.steps)),
+            EndReason::TimeLimit => out.push(format!("time limit reached at t={}", self.now_ns)),
+            EndReason::Quiescent if !self.unfinished.is_empty() => {
+                out.push(format!("deadlock: quiescent with {} blocked", self.unfinished.join(", ")))
+            }
+            _ => {}
+        }
+        out
+    }
+}
+
+#[derive(Default)]
+struct WakeQueue {
+    woken: Mutex<Vec<u32>>,
+}
+
+struct ActorWaker {
+    id: u32,
+    queue: Arc<WakeQueue>,
+}
+
+impl Wake for ActorWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.queue.woken.lock().unwrap_or_else(|e| e.into_inner()).push(self.id);
+    }
+}
+
+struct Slot {
+    future: Option<ActorFuture>,
+    waker: Waker,
+    ready: bool,
+}
+
+/// A simulated world: kernel, actors and a strategy.
+pub struct Sim {
+    kernel: Rc<RefCell<Kernel>>,
+    slots: Vec<Slot>,
+    ready: Vec<ActorId>,
+    queue: Arc<WakeQueue>,
+    strategy: Box<dyn Strategy>,
+    schedulables: Vec<Schedulable>,
+    schedule: Vec<Schedulable>,
+    stop_when_done: bool,
+    panics: Vec<(String, String)>,
+}
+
+impl Sim {
+    pub fn new(ds: DecisionSource, strategy: Box<dyn Strategy>, mode: MemMode, opts: KernelOptions) -> Self {
+        let kernel = Kernel::new(ds, Memory::new(mode, 0), opts);
+        Self {
+            kernel: Rc::new(RefCell::new(kernel)),
+            slots: Vec::new(),
+            ready: Vec::new(),
+            queue: Arc::default(),
+            strategy,
+            schedulables: Vec::new(),
+            schedule: Vec::new(),
+            stop_when_done: false,
+            panics: Vec::new(),
+        }
+    }
+
+    pub fn ctx(&self) -> Ctx {
+        Ctx { kernel: self.kernel.clone() }
+    }
+
+    /// Stop as soon as every non-daemon actor has finished, instead of running to quiescence.
+    pub fn stop_when_done(&mut self, stop: bool) {
+        self.stop_when_done = stop;
+    }
+
+    /// Allocates a zeroed region of shared memory.
+    pub fn alloc_region(&mut self, name: &str, len: u64) -> Region {
+        let base = self.kernel.borrow_mut().mem.grow(len as usize);
+        self.ctx().region(name, base, len)
+    }
+
+    pub fn spawn(&mut self, name: &str, fut: impl Future<Output = ()> + 'static) -> ActorId {
+        self.ctx().spawn(name, fut)
+    }
+
+    pub fn spawn_daemon(&mut self, name: &str, fut: impl Future<Output = ()> + 'static) -> ActorId {
+        self.ctx().spawn_daemon(name, fut)
+    }
+
+    pub fn with_kernel<R>(&self, f: impl FnOnce(&mut Kernel) -> R) -> R {
+        f(&mut self.kernel.borrow_mut())
+    }
+
+    /// Scheduling picks made so far (when `record_schedule` is on).
+    pub fn schedule(&self) -> &[Schedulable] {
+        &self.schedule
+    }
+
+    fn adopt_spawned(&mut self) {
+        let spawned = std::mem::take(&mut self.kernel.borrow_mut().spawned);
+        for (id, future) in spawned {
+            debug_assert_eq!(id.index(), self.slots.len());
+            let waker = Waker::from(Arc::new(ActorWaker { id: id.0, queue: self.queue.clone() }));
+            self.slots.push(Slot { future: Some(future), waker, ready: false });
+            self.make_ready(id);
+        }
+    }
+
+    fn make_ready(&mut self, id: ActorId) {
+        let slot = &mut self.slots[id.index()];
+        if !slot.ready && slot.future.is_some() {
+            slot.ready = true;
+            if let Err(pos) = self.ready.binary_search(&id) {
+                self.ready.insert(pos, id);
+            }
+        }
+    }
+
+    fn collect_wakes(&mut self) {
+        let woken = std::mem::take(&mut *self.queue.woken.lock().unwrap_or_else(|e| e.into_inner()));
+        for id in woken {
+            if (id as usize) < self.slots.len() {
+                self.make_ready(ActorId(id));
+            }
+        }
+    }
+
+    fn fire_due_events(&mut self) {
+        loop {
+            let mut k = self.kernel.borrow_mut();
+            let now = k.now;
+            let Some((_, event)) = k.events.pop_due(now) else { break };
+            match event {
+                Event::Wake(w) => {
+                    drop(k);
+                    w.wake();
+                }
+                Event::Call(f) => f(&mut k),
+            }
+        }
+    }
+
+    fn all_done(&self) -> bool {
+        let k = self.kernel.borrow();
+        k.actors.iter().all(|a| a.finished || a.daemon)
+    }
+
+    fn poll_actor(&mut self, id: ActorId) {
+        let slot = &mut self.slots[id.index()];
+        slot.ready = false;
+        if let Ok(pos) = self.ready.binary_search(&id) {
+            self.ready.remove(pos);
+        }
+        let Some(mut future) = slot.future.take() else { return };
+        let waker = slot.waker.clone();
+        self.kernel.borrow_mut().current = Some(id);
+        let mut cx = Context::from_waker(&waker);
+        let result = catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut cx)));
+        let mut k = self.kernel.borrow_mut();
+        k.current = None;
+        match result {
+            Ok(Poll::Pending) => {
+                self.slots[id.index()].future = Some(future);
+            }
+            Ok(Poll::Ready(())) => {
+                k.actors[id.index()].finished = true;
+                let name = k.actors[id.index()].name.clone();
+                k.trace_as(&name, "exit", format_args!(""));
+                for w in std::mem::take(&mut k.actors[id.index()].joiners) {
+                    w.wake();
+                }
+            }
+            Err(payload) => {
+                let msg = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "non-string panic payload".to_string());
+                k.actors[id.index()].finished = true;
+                let name = k.actors[id.index()].name.clone();
+                k.trace_as(&name, "panic", format_args!("{msg}"));
+                self.panics.push((name.to_string(), msg));
+                for w in std::mem::take(&mut k.actors[id.index()].joiners) {
+                    w.wake();
+                }
+            }
+        }
+        let hints = std::mem::take(&mut k.yield_hints);
+        drop(k);
+        for h in hints {
+            self.strategy.yielded(h);
+        }
+        self.adopt_spawned();
+        self.collect_wakes();
+        // Progress accounting: an actor that is runnable again right after its step is busy.
+        let still_ready = self.slots[id.index()].ready;
+        if let Some(info) = self.kernel.borrow_mut().actors.get_mut(id.index()) {
+            info.since_progress = if still_ready { info.since_progress + 1 } else { 0 };
+        }
+    }
+
+    fn over_budget(&self) -> Option<(String, u64)> {
+        let k = self.kernel.borrow();
+        let budget = k.opts.progress_budget;
+        k.actors.iter().find(|a| a.since_progress > budget).map(|a| (a.name.to_string(), a.since_progress))
+    }
+
+    fn drain(&mut self, owner: ActorId, forced: bool) {
+        let mut k = self.kernel.borrow_mut();
+        if let Some(d) = k.mem.drain_one(owner.index()) {
+            let name = format!("{}.sb", k.actor_name(owner));
+            let how = if forced { " forced" } else { "" };
+            k.trace_as(&name, "drain", format_args!("addr={:#x} len={}{how}", d.addr, d.len));
+        }
+    }
+
+    /// Runs until quiescence (or until every non-daemon actor is done, with `stop_when_done`),
+    /// or until a limit is hit.
+    pub fn run(&mut self) -> RunOutcome {
+        let end = loop {
+            self.adopt_spawned();
+            self.fire_due_events();
+            self.collect_wakes();
+            if self.stop_when_done && self.all_done() {
+                break EndReason::AllFinished;
+            }
+            if let Some((actor, steps)) = self.over_budget() {
+                break EndReason::NoProgress { actor, steps };
+            }
+            let (step, max_steps, overdue) = {
+                let k = self.kernel.borrow();
+                (k.step, k.opts.max_steps, k.mem.overdue(k.step))
+            };
+            if let Some(owner) = overdue {
+                self.drain(ActorId(owner as u32), true);
+                continue;
+            }
+            self.schedulables.clear();
+            self.schedulables.extend(self.ready.iter().map(|a| Schedulable::Actor(*a)));
+            {
+                let k = self.kernel.borrow();
+                self.schedulables
+                    .extend(k.mem.actors_with_pending_stores().map(|a| Schedulable::Drain(ActorId(a as u32))));
+            }
+            if self.schedulables.is_empty() {
+                let mut k = self.kernel.borrow_mut();
+                match k.events.peek_time() {
+                    Some(t) if t > k.opts.time_limit_ns => {
+                        k.now = k.opts.time_limit_ns;
+                        break EndReason::TimeLimit;
+                    }
+                    Some(t) => {
+                        k.now = k.now.max(t);
+                        continue;
+                    }
+                    None => break EndReason::Quiescent,
+                }
+            }
+            if step >= max_steps {
+                break EndReason::StepLimit;
+            }
+            let pick = {
+                let mut k = self.kernel.borrow_mut();
+                let k = &mut *k;
+                let i = self.strategy.pick(&self.schedulables, k.step, &mut k.ds);
+                k.step += 1;
+                k.now += k.opts.step_ns;
+                if k.now > k.opts.time_limit_ns {
+                    break EndReason::TimeLimit;
+                }
+                if k.opts.record_schedule {
+                    self.schedule.push(self.schedulables[i]);
+                }
+                self.schedulables[i]
+            };
+            match pick {
+                Schedulable::Actor(id) => self.poll_actor(id),
+                Schedulable::Drain(owner) => self.drain(owner, false),
+            }
+        };
+        self.finish(end)
+    }
+
+    fn finish(&mut self, end: EndReason) -> RunOutcome {
+        let k = self.kernel.borrow();
+        let unfinished = k.actors.iter().filter(|a| !a.finished && !a.daemon).map(|a| a.name.to_string()).collect();
+        let lost_wakeups = if end == EndReason::Quiescent {
+            k.waits
+                .values()
+                .filter(|w| (w.holds)(&k.mem))
+                .map(|w| LostWakeup { actor: k.actor_name(w.actor).to_string(), label: w.label.clone() })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        RunOutcome { end, unfinished, lost_wakeups, panics: self.panics.clone(), steps: k.step, now_ns: k.now }
+    }
+
+    /// Trace hash so far.
+    pub fn trace_hash(&self) -> u64 {
+        self.kernel.borrow().trace.hash()
+    }
+
+    pub fn trace_events(&self) -> u64 {
+        self.kernel.borrow().trace.events()
+    }
+
+    pub fn take_trace_lines(&mut self) -> Option<Vec<String>> {
+        self.kernel.borrow_mut().trace.take_lines()
+    }
+
+    /// The recorded decision stream so far.
+    pub fn recorded_decisions(&self) -> Vec<u8> {
+        self.kernel.borrow().ds.recorded().to_vec()
+    }
+
+    pub fn decision_count(&self) -> u64 {
+        self.kernel.borrow().ds.draws()
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        // Drop actor futures before the kernel so guards inside them can still reach it.
+        for slot in &mut self.slots {
+            slot.future = None;
+        }
+    }
+}

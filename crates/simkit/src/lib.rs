@@ -1,0 +1,27 @@
+//! simkit: the deterministic simulation kernel.
+//!
+//! One decision stream (`DecisionSource`) feeds every nondeterministic choice; a virtual clock
+//! and a discrete-event queue order time; actors are async futures run one scheduling step at a
+//! time by a single-threaded executor under a pluggable strategy (random walk, PCT, replay);
+//! shared memory goes through a model with sc / tso / relaxed modes; every event is a trace line
+//! whose hash fingerprints the run.
+
+pub mod buggify;
+pub mod ctx;
+pub mod decision;
+pub mod event_queue;
+pub mod executor;
+pub mod kernel;
+pub mod memory;
+pub mod region;
+pub mod strategy;
+pub mod trace;
+
+pub use ctx::{Ctx, ParkGuard};
+pub use decision::{DecisionMode, DecisionSource};
+pub use executor::{EndReason, LostWakeup, RunOutcome, Sim};
+pub use kernel::{ActorId, Kernel, KernelOptions, WaitCondition};
+pub use memory::{MemError, MemMode, Memory, Ordering};
+pub use region::{Region, RmwOp};
+pub use strategy::{Schedulable, Strategy, StrategyKind};
+pub use trace::{Trace, fnv1a_of, hash_lines};
