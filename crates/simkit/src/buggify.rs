@@ -16,7 +16,11 @@ pub struct SiteKey {
 
 impl SiteKey {
     pub fn of(location: &'static Location<'static>) -> Self {
-        Self { file: location.file(), line: location.line(), column: location.column() }
+        Self {
+            file: location.file(),
+            line: location.line(),
+            column: location.column(),
+        }
     }
 }
 
@@ -43,7 +47,10 @@ pub struct BuggifyDraw {
 
 impl Buggify {
     pub fn new(enabled: bool) -> Self {
-        Self { enabled, ..Self::default() }
+        Self {
+            enabled,
+            ..Self::default()
+        }
     }
 
     pub fn is_enabled(&self) -> bool {
@@ -52,7 +59,10 @@ impl Buggify {
 
     pub fn reach(&mut self, site: SiteKey, ds: &mut DecisionSource) -> BuggifyDraw {
         if !self.enabled {
-            return BuggifyDraw { newly_enabled: false, fires: false };
+            return BuggifyDraw {
+                newly_enabled: false,
+                fires: false,
+            };
         }
         let mut newly_enabled = false;
         let active = *self.sites.entry(site).or_insert_with(|| {
@@ -62,7 +72,10 @@ impl Buggify {
         });
         let fires = active && ds.chance(1, 4);
         self.fired += u64::from(fires);
-        BuggifyDraw { newly_enabled, fires }
+        BuggifyDraw {
+            newly_enabled,
+            fires,
+        }
     }
 
     /// Sites enabled in this run, for the report.
@@ -103,7 +116,10 @@ mod tests {
                 reaches_enabled += 20;
             }
         }
-        assert!((850..1150).contains(&enabled_runs), "enabled in {enabled_runs} of 4000 runs");
+        assert!(
+            (850..1150).contains(&enabled_runs),
+            "enabled in {enabled_runs} of 4000 runs"
+        );
         let rate = fires as f64 / reaches_enabled as f64;
         assert!((0.22..0.28).contains(&rate), "fire rate {rate}");
     }

@@ -52,11 +52,19 @@ impl Ctx {
     /// Sleeps for `ns` virtual nanoseconds.
     pub fn sleep(&self, ns: u64) -> Sleep {
         let deadline = self.now().saturating_add(ns);
-        Sleep { ctx: self.clone(), deadline, armed: false }
+        Sleep {
+            ctx: self.clone(),
+            deadline,
+            armed: false,
+        }
     }
 
     pub fn sleep_until(&self, deadline: u64) -> Sleep {
-        Sleep { ctx: self.clone(), deadline, armed: false }
+        Sleep {
+            ctx: self.clone(),
+            deadline,
+            armed: false,
+        }
     }
 
     /// Spawns an actor that the run waits for.
@@ -71,7 +79,10 @@ impl Ctx {
 
     /// Waits for an actor to finish.
     pub fn join(&self, id: ActorId) -> Join {
-        Join { ctx: self.clone(), id }
+        Join {
+            ctx: self.clone(),
+            id,
+        }
     }
 
     /// Records a trace line for the current actor.
@@ -106,7 +117,10 @@ impl Ctx {
     /// holds (a lost wake-up). The registration ends when the guard is dropped.
     pub fn park_guard(&self, label: impl Into<String>, holds: WaitCondition) -> ParkGuard {
         let key = self.kernel.borrow_mut().register_wait(label.into(), holds);
-        ParkGuard { ctx: self.clone(), key }
+        ParkGuard {
+            ctx: self.clone(),
+            key,
+        }
     }
 
     /// A full or one-way fence by the current actor. A scheduling point.
@@ -115,7 +129,25 @@ impl Ctx {
         let mut k = self.kernel.borrow_mut();
         let actor = k.current.map_or(usize::MAX, ActorId::index);
         k.mem.fence(actor, order);
-        k.trace("fence", format_args!("o={}", crate::memory::short_order(order)));
+        k.trace(
+            "fence",
+            format_args!("o={}", crate::memory::short_order(order)),
+        );
+    }
+
+    /// The signaller's side of a kernel-mediated signal (see `Memory::sync_release`). Not a
+    /// scheduling point: call it where the signal is sent.
+    pub fn sync_release(&self) -> crate::memory::SyncToken {
+        let mut k = self.kernel.borrow_mut();
+        let actor = k.current.map_or(usize::MAX, ActorId::index);
+        k.mem.sync_release(actor)
+    }
+
+    /// The woken side of a kernel-mediated signal.
+    pub fn sync_acquire(&self, token: &crate::memory::SyncToken) {
+        let mut k = self.kernel.borrow_mut();
+        let actor = k.current.map_or(usize::MAX, ActorId::index);
+        k.mem.sync_acquire(actor, token);
     }
 
     /// A view of a region of shared memory.

@@ -48,9 +48,18 @@ impl DecisionSource {
     pub fn new(mode: DecisionMode) -> Self {
         let feed = match &mode {
             DecisionMode::Seeded(seed) => Feed::Seeded(Box::new(ChaCha8Rng::seed_from_u64(*seed))),
-            DecisionMode::Bytes(bytes) => Feed::Bytes { bytes: bytes.clone(), pos: 0 },
+            DecisionMode::Bytes(bytes) => Feed::Bytes {
+                bytes: bytes.clone(),
+                pos: 0,
+            },
         };
-        Self { feed, mode_label: mode, recorded: Vec::new(), draws: 0, exhausted_draws: 0 }
+        Self {
+            feed,
+            mode_label: mode,
+            recorded: Vec::new(),
+            draws: 0,
+            exhausted_draws: 0,
+        }
     }
 
     pub fn seeded(seed: u64) -> Self {
@@ -89,7 +98,8 @@ impl DecisionSource {
                 }
             }
         };
-        self.recorded.extend_from_slice(&value.to_le_bytes()[..width]);
+        self.recorded
+            .extend_from_slice(&value.to_le_bytes()[..width]);
         value
     }
 

@@ -27,7 +27,10 @@ pub enum EndReason {
     StepLimit,
     TimeLimit,
     /// An actor exceeded its progress budget (a livelock or a spin on a dead peer).
-    NoProgress { actor: String, steps: u64 },
+    NoProgress {
+        actor: String,
+        steps: u64,
+    },
 }
 
 /// A parked waiter whose wake condition held at quiescence: a lost wake-up.
@@ -55,21 +58,42 @@ impl RunOutcome {
     pub fn liveness_failures(&self) -> Vec<String> {
         let mut out = Vec::new();
         for w in &self.lost_wakeups {
-            out.push(format!("lost wake-up: {} parked on '{}' while its condition holds", w.actor, w.label));
+            out.push(format!(
+                "lost wake-up: {} parked on '{}' while its condition holds",
+                w.actor, w.label
+            ));
         }
         match &self.end {
-            EndReason::NoProgress { actor, steps } => {
-                out.push(format!("no progress: {actor} ran {steps} steps without progress"))
+            EndReason::NoProgress { actor, steps } => out.push(format!(
+                "no progress: {actor} ran {steps} steps without progress"
+            )),
+            EndReason::StepLimit => {
+                out.push(format!("step limit reached after {} steps", self.steps))
             }
-            EndReason::StepLimit => out.push(format!("step limit reached after {} steps", self.steps)),
             EndReason::TimeLimit => out.push(format!("time limit reached at t={}", self.now_ns)),
-            EndReason::Quiescent if !self.unfinished.is_empty() => {
-                out.push(format!("deadlock: quiescent with {} blocked", self.unfinished.join(", ")))
-            }
+            EndReason::Quiescent if !self.unfinished.is_empty() => out.push(format!(
+                "deadlock: quiescent with {} blocked",
+                self.unfinished.join(", ")
+            )),
             _ => {}
         }
         out
     }
+}
+
+thread_local! {
+    static POLLING_ACTOR: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Installs a panic hook that stays silent for panics inside an actor (the executor catches
+/// them and the run reports them as violations) and prints every other panic as usual.
+pub fn install_quiet_actor_panic_hook() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !POLLING_ACTOR.with(std::cell::Cell::get) {
+            default(info);
+        }
+    }));
 }
 
 #[derive(Default)]
@@ -87,7 +111,11 @@ impl Wake for ActorWaker {
         self.wake_by_ref();
     }
     fn wake_by_ref(self: &Arc<Self>) {
-        self.queue.woken.lock().unwrap_or_else(|e| e.into_inner()).push(self.id);
+        self.queue
+            .woken
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(self.id);
     }
 }
 
@@ -111,7 +139,12 @@ pub struct Sim {
 }
 
 impl Sim {
-    pub fn new(ds: DecisionSource, strategy: Box<dyn Strategy>, mode: MemMode, opts: KernelOptions) -> Self {
+    pub fn new(
+        ds: DecisionSource,
+        strategy: Box<dyn Strategy>,
+        mode: MemMode,
+        opts: KernelOptions,
+    ) -> Self {
         let kernel = Kernel::new(ds, Memory::new(mode, 0), opts);
         Self {
             kernel: Rc::new(RefCell::new(kernel)),
@@ -127,7 +160,9 @@ impl Sim {
     }
 
     pub fn ctx(&self) -> Ctx {
-        Ctx { kernel: self.kernel.clone() }
+        Ctx {
+            kernel: self.kernel.clone(),
+        }
     }
 
     /// Stop as soon as every non-daemon actor has finished, instead of running to quiescence.
@@ -162,8 +197,15 @@ impl Sim {
         let spawned = std::mem::take(&mut self.kernel.borrow_mut().spawned);
         for (id, future) in spawned {
             debug_assert_eq!(id.index(), self.slots.len());
-            let waker = Waker::from(Arc::new(ActorWaker { id: id.0, queue: self.queue.clone() }));
-            self.slots.push(Slot { future: Some(future), waker, ready: false });
+            let waker = Waker::from(Arc::new(ActorWaker {
+                id: id.0,
+                queue: self.queue.clone(),
+            }));
+            self.slots.push(Slot {
+                future: Some(future),
+                waker,
+                ready: false,
+            });
             self.make_ready(id);
         }
     }
@@ -179,7 +221,8 @@ impl Sim {
     }
 
     fn collect_wakes(&mut self) {
-        let woken = std::mem::take(&mut *self.queue.woken.lock().unwrap_or_else(|e| e.into_inner()));
+        let woken =
+            std::mem::take(&mut *self.queue.woken.lock().unwrap_or_else(|e| e.into_inner()));
         for id in woken {
             if (id as usize) < self.slots.len() {
                 self.make_ready(ActorId(id));
@@ -191,7 +234,9 @@ impl Sim {
         loop {
             let mut k = self.kernel.borrow_mut();
             let now = k.now;
-            let Some((_, event)) = k.events.pop_due(now) else { break };
+            let Some((_, event)) = k.events.pop_due(now) else {
+                break;
+            };
             match event {
                 Event::Wake(w) => {
                     drop(k);
@@ -213,11 +258,15 @@ impl Sim {
         if let Ok(pos) = self.ready.binary_search(&id) {
             self.ready.remove(pos);
         }
-        let Some(mut future) = slot.future.take() else { return };
+        let Some(mut future) = slot.future.take() else {
+            return;
+        };
         let waker = slot.waker.clone();
         self.kernel.borrow_mut().current = Some(id);
         let mut cx = Context::from_waker(&waker);
+        POLLING_ACTOR.with(|p| p.set(true));
         let result = catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut cx)));
+        POLLING_ACTOR.with(|p| p.set(false));
         let mut k = self.kernel.borrow_mut();
         k.current = None;
         match result {
@@ -257,14 +306,21 @@ impl Sim {
         // Progress accounting: an actor that is runnable again right after its step is busy.
         let still_ready = self.slots[id.index()].ready;
         if let Some(info) = self.kernel.borrow_mut().actors.get_mut(id.index()) {
-            info.since_progress = if still_ready { info.since_progress + 1 } else { 0 };
+            info.since_progress = if still_ready {
+                info.since_progress + 1
+            } else {
+                0
+            };
         }
     }
 
     fn over_budget(&self) -> Option<(String, u64)> {
         let k = self.kernel.borrow();
         let budget = k.opts.progress_budget;
-        k.actors.iter().find(|a| a.since_progress > budget).map(|a| (a.name.to_string(), a.since_progress))
+        k.actors
+            .iter()
+            .find(|a| a.since_progress > budget)
+            .map(|a| (a.name.to_string(), a.since_progress))
     }
 
     fn drain(&mut self, owner: ActorId, forced: bool) {
@@ -272,7 +328,11 @@ impl Sim {
         if let Some(d) = k.mem.drain_one(owner.index()) {
             let name = format!("{}.sb", k.actor_name(owner));
             let how = if forced { " forced" } else { "" };
-            k.trace_as(&name, "drain", format_args!("addr={:#x} len={}{how}", d.addr, d.len));
+            k.trace_as(
+                &name,
+                "drain",
+                format_args!("addr={:#x} len={}{how}", d.addr, d.len),
+            );
         }
     }
 
@@ -298,11 +358,15 @@ impl Sim {
                 continue;
             }
             self.schedulables.clear();
-            self.schedulables.extend(self.ready.iter().map(|a| Schedulable::Actor(*a)));
+            self.schedulables
+                .extend(self.ready.iter().map(|a| Schedulable::Actor(*a)));
             {
                 let k = self.kernel.borrow();
-                self.schedulables
-                    .extend(k.mem.actors_with_pending_stores().map(|a| Schedulable::Drain(ActorId(a as u32))));
+                self.schedulables.extend(
+                    k.mem
+                        .actors_with_pending_stores()
+                        .map(|a| Schedulable::Drain(ActorId(a as u32))),
+                );
             }
             if self.schedulables.is_empty() {
                 let mut k = self.kernel.borrow_mut();
@@ -345,17 +409,32 @@ impl Sim {
 
     fn finish(&mut self, end: EndReason) -> RunOutcome {
         let k = self.kernel.borrow();
-        let unfinished = k.actors.iter().filter(|a| !a.finished && !a.daemon).map(|a| a.name.to_string()).collect();
+        let unfinished = k
+            .actors
+            .iter()
+            .filter(|a| !a.finished && !a.daemon)
+            .map(|a| a.name.to_string())
+            .collect();
         let lost_wakeups = if end == EndReason::Quiescent {
             k.waits
                 .values()
                 .filter(|w| (w.holds)(&k.mem))
-                .map(|w| LostWakeup { actor: k.actor_name(w.actor).to_string(), label: w.label.clone() })
+                .map(|w| LostWakeup {
+                    actor: k.actor_name(w.actor).to_string(),
+                    label: w.label.clone(),
+                })
                 .collect()
         } else {
             Vec::new()
         };
-        RunOutcome { end, unfinished, lost_wakeups, panics: self.panics.clone(), steps: k.step, now_ns: k.now }
+        RunOutcome {
+            end,
+            unfinished,
+            lost_wakeups,
+            panics: self.panics.clone(),
+            steps: k.step,
+            now_ns: k.now,
+        }
     }
 
     /// Trace hash so far.

@@ -226,8 +226,15 @@ impl Kernel {
     pub(crate) fn spawn(&mut self, name: &str, daemon: bool, fut: ActorFuture) -> ActorId {
         let id = ActorId(self.actors.len() as u32);
         // Names are the second field of a trace line, so they must be one word.
-        let name: String = name.chars().map(|c| if c.is_whitespace() { '_' } else { c }).collect();
-        self.trace_as("kernel", "spawn", format_args!("{name}{}", if daemon { " daemon" } else { "" }));
+        let name: String = name
+            .chars()
+            .map(|c| if c.is_whitespace() { '_' } else { c })
+            .collect();
+        self.trace_as(
+            "kernel",
+            "spawn",
+            format_args!("{name}{}", if daemon { " daemon" } else { "" }),
+        );
         self.actors.push(ActorInfo {
             name: Rc::from(name.as_str()),
             daemon,
@@ -243,7 +250,14 @@ impl Kernel {
         let actor = self.current.unwrap_or(ActorId(u32::MAX));
         let key = self.next_wait;
         self.next_wait += 1;
-        self.waits.insert(key, WaitEntry { actor, label, holds });
+        self.waits.insert(
+            key,
+            WaitEntry {
+                actor,
+                label,
+                holds,
+            },
+        );
         key
     }
 

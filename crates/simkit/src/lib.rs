@@ -19,9 +19,9 @@ pub mod trace;
 
 pub use ctx::{Ctx, ParkGuard};
 pub use decision::{DecisionMode, DecisionSource};
-pub use executor::{EndReason, LostWakeup, RunOutcome, Sim};
+pub use executor::{EndReason, LostWakeup, RunOutcome, Sim, install_quiet_actor_panic_hook};
 pub use kernel::{ActorId, Kernel, KernelOptions, WaitCondition};
-pub use memory::{MemError, MemMode, Memory, Ordering};
+pub use memory::{MemError, MemMode, Memory, Ordering, SyncToken};
 pub use region::{Region, RmwOp};
 pub use strategy::{Schedulable, Strategy, StrategyKind};
 pub use trace::{Trace, fnv1a_of, hash_lines};

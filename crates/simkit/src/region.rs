@@ -27,7 +27,12 @@ pub enum RmwOp {
 
 impl Region {
     pub(crate) fn new(ctx: Ctx, name: &str, base: u64, len: u64) -> Self {
-        Self { ctx, name: Rc::from(name), base, len }
+        Self {
+            ctx,
+            name: Rc::from(name),
+            base,
+            len,
+        }
     }
 
     pub fn name(&self) -> &str {
@@ -55,7 +60,11 @@ impl Region {
     fn addr(&self, offset: u64, len: usize) -> Result<u64, MemError> {
         match offset.checked_add(len as u64) {
             Some(end) if end <= self.len => Ok(self.base + offset),
-            _ => Err(MemError::OutOfBounds { addr: self.base.wrapping_add(offset), len: len as u64, size: self.len }),
+            _ => Err(MemError::OutOfBounds {
+                addr: self.base.wrapping_add(offset),
+                len: len as u64,
+                size: self.len,
+            }),
         }
     }
 
@@ -79,32 +88,72 @@ impl Region {
         let actor = Self::actor(&k);
         let mut buf = [0u8; 8];
         let k = &mut *k;
-        let note = k.mem.load(actor, addr, &mut buf[..width.min(8)], Access::Atomic(order), &mut k.ds)?;
+        let note = k.mem.load(
+            actor,
+            addr,
+            &mut buf[..width.min(8)],
+            Access::Atomic(order),
+            &mut k.ds,
+        )?;
         let value = le_value(&buf[..width.min(8)]);
         k.trace(
             "load",
-            format_args!("{}+{offset} w={width} v={value} o={}{}", self.name, short_order(order), Self::note(note)),
+            format_args!(
+                "{}+{offset} w={width} v={value} o={}{}",
+                self.name,
+                short_order(order),
+                Self::note(note)
+            ),
         );
         Ok(value)
     }
 
     /// Atomic store of the low `width` bytes of `value` at `offset`.
-    pub async fn store(&self, offset: u64, width: usize, value: u64, order: Ordering) -> Result<(), MemError> {
+    pub async fn store(
+        &self,
+        offset: u64,
+        width: usize,
+        value: u64,
+        order: Ordering,
+    ) -> Result<(), MemError> {
         self.ctx.yield_now().await;
         let addr = self.addr(offset, width)?;
         let mut k = self.ctx.kernel.borrow_mut();
         let actor = Self::actor(&k);
         let step = k.step;
-        k.mem.store(actor, addr, &value.to_le_bytes()[..width.min(8)], Access::Atomic(order), step)?;
-        k.trace("store", format_args!("{}+{offset} w={width} v={value} o={}", self.name, short_order(order)));
+        k.mem.store(
+            actor,
+            addr,
+            &value.to_le_bytes()[..width.min(8)],
+            Access::Atomic(order),
+            step,
+        )?;
+        k.trace(
+            "store",
+            format_args!(
+                "{}+{offset} w={width} v={value} o={}",
+                self.name,
+                short_order(order)
+            ),
+        );
         Ok(())
     }
 
     /// Atomic read-modify-write; returns the old value.
-    pub async fn rmw(&self, offset: u64, width: usize, op: RmwOp, order: Ordering) -> Result<u64, MemError> {
+    pub async fn rmw(
+        &self,
+        offset: u64,
+        width: usize,
+        op: RmwOp,
+        order: Ordering,
+    ) -> Result<u64, MemError> {
         self.ctx.yield_now().await;
         let addr = self.addr(offset, width)?;
-        let mask = if width >= 8 { u64::MAX } else { (1u64 << (width * 8)) - 1 };
+        let mask = if width >= 8 {
+            u64::MAX
+        } else {
+            (1u64 << (width * 8)) - 1
+        };
         let mut update = |old: u64| {
             Some(
                 match op {
@@ -119,7 +168,14 @@ impl Region {
         let mut k = self.ctx.kernel.borrow_mut();
         let actor = Self::actor(&k);
         let old = k.mem.rmw(actor, addr, width, order, order, &mut update)?;
-        k.trace("rmw", format_args!("{}+{offset} w={width} {op:?} old={old} o={}", self.name, short_order(order)));
+        k.trace(
+            "rmw",
+            format_args!(
+                "{}+{offset} w={width} {op:?} old={old} o={}",
+                self.name,
+                short_order(order)
+            ),
+        );
         Ok(old)
     }
 
@@ -138,11 +194,16 @@ impl Region {
         let mut update = |old: u64| (old == expected).then_some(new);
         let mut k = self.ctx.kernel.borrow_mut();
         let actor = Self::actor(&k);
-        let old = k.mem.rmw(actor, addr, width, success, failure, &mut update)?;
+        let old = k
+            .mem
+            .rmw(actor, addr, width, success, failure, &mut update)?;
         let ok = old == expected;
         k.trace(
             "cas",
-            format_args!("{}+{offset} w={width} expect={expected} new={new} old={old} ok={ok}", self.name),
+            format_args!(
+                "{}+{offset} w={width} expect={expected} new={new} old={old} ok={ok}",
+                self.name
+            ),
         );
         Ok(if ok { Ok(old) } else { Err(old) })
     }
@@ -155,7 +216,15 @@ impl Region {
         let actor = Self::actor(&k);
         let step = k.step;
         k.mem.store(actor, addr, data, Access::Plain, step)?;
-        k.trace("write", format_args!("{}+{offset} len={} fnv={:016x}", self.name, data.len(), fnv1a_of(data)));
+        k.trace(
+            "write",
+            format_args!(
+                "{}+{offset} len={} fnv={:016x}",
+                self.name,
+                data.len(),
+                fnv1a_of(data)
+            ),
+        );
         Ok(())
     }
 
@@ -169,7 +238,13 @@ impl Region {
         let note = k.mem.load(actor, addr, buf, Access::Plain, &mut k.ds)?;
         k.trace(
             "read",
-            format_args!("{}+{offset} len={} fnv={:016x}{}", self.name, buf.len(), fnv1a_of(buf), Self::note(note)),
+            format_args!(
+                "{}+{offset} len={} fnv={:016x}{}",
+                self.name,
+                buf.len(),
+                fnv1a_of(buf),
+                Self::note(note)
+            ),
         );
         Ok(())
     }
@@ -178,7 +253,12 @@ impl Region {
         self.load(offset, 8, order).await
     }
 
-    pub async fn store_u64(&self, offset: u64, value: u64, order: Ordering) -> Result<(), MemError> {
+    pub async fn store_u64(
+        &self,
+        offset: u64,
+        value: u64,
+        order: Ordering,
+    ) -> Result<(), MemError> {
         self.store(offset, 8, value, order).await
     }
 
@@ -186,7 +266,12 @@ impl Region {
         Ok(self.load(offset, 4, order).await? as u32)
     }
 
-    pub async fn store_u32(&self, offset: u64, value: u32, order: Ordering) -> Result<(), MemError> {
+    pub async fn store_u32(
+        &self,
+        offset: u64,
+        value: u32,
+        order: Ordering,
+    ) -> Result<(), MemError> {
         self.store(offset, 4, u64::from(value), order).await
     }
 

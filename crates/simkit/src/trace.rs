@@ -10,7 +10,9 @@ const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
 
 /// FNV-1a, 64 bit. Stable across machines and toolchains (unlike `DefaultHasher`).
 pub fn fnv1a(hash: u64, bytes: &[u8]) -> u64 {
-    bytes.iter().fold(hash, |h, b| (h ^ u64::from(*b)).wrapping_mul(FNV_PRIME))
+    bytes
+        .iter()
+        .fold(hash, |h, b| (h ^ u64::from(*b)).wrapping_mul(FNV_PRIME))
 }
 
 /// FNV-1a of a byte string from the standard offset basis.
@@ -27,11 +29,22 @@ pub struct Trace {
 
 impl Trace {
     pub fn new(capture: bool) -> Self {
-        Self { hash: FNV_OFFSET, events: 0, lines: capture.then(Vec::new), line: String::new() }
+        Self {
+            hash: FNV_OFFSET,
+            events: 0,
+            lines: capture.then(Vec::new),
+            line: String::new(),
+        }
     }
 
     /// Records one event. `actor` must not contain spaces (names are checked at spawn).
-    pub fn record(&mut self, now_ns: u64, actor: &str, event: &str, details: std::fmt::Arguments<'_>) {
+    pub fn record(
+        &mut self,
+        now_ns: u64,
+        actor: &str,
+        event: &str,
+        details: std::fmt::Arguments<'_>,
+    ) {
         self.line.clear();
         // Writing into a String cannot fail.
         let _ = write!(self.line, "t={now_ns} {actor} {event}");
@@ -68,7 +81,9 @@ impl Trace {
 /// The hash a list of trace lines would have; lets a checker recompute a recorded hash from the
 /// lines alone.
 pub fn hash_lines<S: AsRef<str>>(lines: &[S]) -> u64 {
-    lines.iter().fold(FNV_OFFSET, |h, l| fnv1a(fnv1a(h, l.as_ref().as_bytes()), b"\n"))
+    lines.iter().fold(FNV_OFFSET, |h, l| {
+        fnv1a(fnv1a(h, l.as_ref().as_bytes()), b"\n")
+    })
 }
 
 #[cfg(test)]
@@ -81,7 +96,13 @@ mod tests {
         t.record(0, "kernel", "spawn", format_args!("actor=T1"));
         t.record(50, "T1", "exit", format_args!(""));
         let lines = t.lines().expect("captured").to_vec();
-        assert_eq!(lines, vec!["t=0 kernel spawn actor=T1".to_string(), "t=50 T1 exit".to_string()]);
+        assert_eq!(
+            lines,
+            vec![
+                "t=0 kernel spawn actor=T1".to_string(),
+                "t=50 T1 exit".to_string()
+            ]
+        );
         assert_eq!(t.hash(), hash_lines(&lines));
         assert_eq!(t.events(), 2);
     }

@@ -7,8 +7,16 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 fn sim(seed: u64, mode: MemMode) -> Sim {
-    let opts = KernelOptions { capture_trace: true, ..KernelOptions::default() };
-    Sim::new(DecisionSource::seeded(seed), StrategyKind::Random.build(), mode, opts)
+    let opts = KernelOptions {
+        capture_trace: true,
+        ..KernelOptions::default()
+    };
+    Sim::new(
+        DecisionSource::seeded(seed),
+        StrategyKind::Random.build(),
+        mode,
+        opts,
+    )
 }
 
 #[test]
@@ -26,7 +34,10 @@ fn timers_fire_in_virtual_time_order() {
     let out = s.run();
     assert_eq!(out.end, EndReason::Quiescent);
     let log = log.borrow();
-    assert_eq!(log.iter().map(|(n, _)| *n).collect::<Vec<_>>(), vec!["fast", "mid", "slow"]);
+    assert_eq!(
+        log.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+        vec!["fast", "mid", "slow"]
+    );
     // The clock jumps to each deadline (plus the step that polls the woken actor).
     assert!(log[0].1 >= 1_000 && log[0].1 < 2_000, "{log:?}");
     assert!(out.now_ns >= 3_000 && out.now_ns < 4_000);
@@ -62,7 +73,9 @@ fn same_seed_same_trace_different_seed_different_interleaving() {
             let r = r.clone();
             s.spawn(name, async move {
                 for i in 0..20 {
-                    r.rmw(0, 8, simkit::RmwOp::Add(i), Ordering::Relaxed).await.expect("in bounds");
+                    r.rmw(0, 8, simkit::RmwOp::Add(i), Ordering::Relaxed)
+                        .await
+                        .expect("in bounds");
                 }
             });
         }
@@ -74,7 +87,11 @@ fn same_seed_same_trace_different_seed_different_interleaving() {
     assert_eq!(h1, h2);
     assert_eq!(l1, l2);
     let distinct: std::collections::BTreeSet<u64> = (0..20).map(|s| run(s).0).collect();
-    assert!(distinct.len() > 15, "only {} distinct interleavings", distinct.len());
+    assert!(
+        distinct.len() > 15,
+        "only {} distinct interleavings",
+        distinct.len()
+    );
 }
 
 #[test]
@@ -87,31 +104,51 @@ fn lost_wakeup_is_reported_at_quiescence() {
         // Parks forever on a condition that becomes true, and nobody wakes it.
         let _guard = ctx.park_guard(
             "flag set",
-            Rc::new(move |m: &simkit::Memory| m.committed(f.base(), 8).map(|b| b[0] != 0).unwrap_or(false)),
+            Rc::new(move |m: &simkit::Memory| {
+                m.committed(f.base(), 8).map(|b| b[0] != 0).unwrap_or(false)
+            }),
         );
         std::future::pending::<()>().await;
     });
     let f = flag.clone();
     s.spawn("setter", async move {
-        f.store_u64(0, 1, Ordering::SeqCst).await.expect("in bounds");
+        f.store_u64(0, 1, Ordering::SeqCst)
+            .await
+            .expect("in bounds");
     });
     let out: RunOutcome = s.run();
     assert_eq!(out.end, EndReason::Quiescent);
     assert_eq!(out.unfinished, vec!["sleeper".to_string()]);
     assert_eq!(out.lost_wakeups.len(), 1);
-    assert!(out.liveness_failures().iter().any(|m| m.contains("lost wake-up")));
+    assert!(
+        out.liveness_failures()
+            .iter()
+            .any(|m| m.contains("lost wake-up"))
+    );
 }
 
 #[test]
 fn spinning_actor_exhausts_progress_budget() {
-    let opts = KernelOptions { progress_budget: 500, ..KernelOptions::default() };
-    let mut s = Sim::new(DecisionSource::seeded(4), StrategyKind::Random.build(), MemMode::Sc, opts);
+    let opts = KernelOptions {
+        progress_budget: 500,
+        ..KernelOptions::default()
+    };
+    let mut s = Sim::new(
+        DecisionSource::seeded(4),
+        StrategyKind::Random.build(),
+        MemMode::Sc,
+        opts,
+    );
     let r = s.alloc_region("dead-peer", 8);
     s.spawn("spinner", async move {
         while r.load_u64(0, Ordering::Acquire).await.expect("in bounds") == 0 {}
     });
     let out = s.run();
-    assert!(matches!(out.end, EndReason::NoProgress { ref actor, .. } if actor == "spinner"), "{:?}", out.end);
+    assert!(
+        matches!(out.end, EndReason::NoProgress { ref actor, .. } if actor == "spinner"),
+        "{:?}",
+        out.end
+    );
 }
 
 #[test]
@@ -132,7 +169,11 @@ fn out_of_bounds_is_a_typed_error() {
         *res.borrow_mut() = Some(r.load_u64(12, Ordering::Relaxed).await);
     });
     s.run();
-    let err = result.borrow_mut().take().expect("ran").expect_err("out of bounds");
+    let err = result
+        .borrow_mut()
+        .take()
+        .expect("ran")
+        .expect_err("out of bounds");
     assert!(err.to_string().contains("outside"), "{err}");
 }
 
@@ -149,7 +190,10 @@ fn tso_forwards_own_stores_and_hides_them_from_others() {
         DecisionSource::seeded(0),
         StrategyKind::Replay { schedule }.build(),
         MemMode::Tso,
-        KernelOptions { capture_trace: true, ..KernelOptions::default() },
+        KernelOptions {
+            capture_trace: true,
+            ..KernelOptions::default()
+        },
     );
     let x = s.alloc_region("x", 8);
     let seen = Rc::new(RefCell::new(Vec::new()));
@@ -166,7 +210,12 @@ fn tso_forwards_own_stores_and_hides_them_from_others() {
         sb.borrow_mut().extend([("b", v1), ("b", v2)]);
     });
     s.run();
-    assert_eq!(*seen.borrow(), vec![("a", 1), ("b", 0), ("b", 1)], "{:#?}", s.take_trace_lines());
+    assert_eq!(
+        *seen.borrow(),
+        vec![("a", 1), ("b", 0), ("b", 1)],
+        "{:#?}",
+        s.take_trace_lines()
+    );
 }
 
 #[test]
@@ -174,7 +223,9 @@ fn buffered_stores_drain_before_quiescence() {
     let mut s = sim(9, MemMode::Tso);
     let x = s.alloc_region("x", 8);
     let xa = x.clone();
-    s.spawn("a", async move { xa.store_u64(0, 42, Ordering::Relaxed).await.expect("ok") });
+    s.spawn("a", async move {
+        xa.store_u64(0, 42, Ordering::Relaxed).await.expect("ok")
+    });
     s.run();
     assert_eq!(x.peek_u64(0), Ok(42));
 }

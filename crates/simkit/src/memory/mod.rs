@@ -68,7 +68,10 @@ impl std::fmt::Display for MemError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             MemError::OutOfBounds { addr, len, size } => {
-                write!(f, "access of {len} bytes at {addr:#x} is outside memory of {size} bytes")
+                write!(
+                    f,
+                    "access of {len} bytes at {addr:#x} is outside memory of {size} bytes"
+                )
             }
             MemError::BadWidth { width } => write!(f, "atomic width {width} is not 1, 2, 4 or 8"),
         }
@@ -84,6 +87,26 @@ pub struct LoadNote {
     pub forwarded: bool,
     /// relaxed: how many newer stores to this location the load did not see.
     pub stale_by: u8,
+}
+
+/// A happens-before edge carried by a kernel-mediated signal (a doorbell, an interrupt, an
+/// `eventfd` write and read): made by the signaller, consumed by whoever the signal wakes.
+#[derive(Clone, Debug, Default)]
+pub struct SyncToken(Option<std::rc::Rc<Vec<u32>>>);
+
+impl SyncToken {
+    /// Merges another signal's edge into this one (coalesced signals).
+    pub fn merge(&mut self, other: &SyncToken) {
+        match (&mut self.0, &other.0) {
+            (_, None) => {}
+            (None, Some(o)) => self.0 = Some(o.clone()),
+            (Some(mine), Some(o)) => {
+                let mut merged: Vec<u32> = mine.as_ref().clone();
+                relaxed::join_clock(&mut merged, o);
+                *mine = std::rc::Rc::new(merged);
+            }
+        }
+    }
 }
 
 /// One buffered store that reached memory.
@@ -169,7 +192,11 @@ impl Memory {
         let size = self.size();
         match addr.checked_add(len as u64) {
             Some(end) if end <= size => Ok(()),
-            _ => Err(MemError::OutOfBounds { addr, len: len as u64, size }),
+            _ => Err(MemError::OutOfBounds {
+                addr,
+                len: len as u64,
+                size,
+            }),
         }
     }
 
@@ -211,16 +238,24 @@ impl Memory {
             }
             MemMode::Tso => {
                 buf.copy_from_slice(&self.bytes[range]);
-                LoadNote { forwarded: self.tso.forward(actor, addr, buf), stale_by: 0 }
+                LoadNote {
+                    forwarded: self.tso.forward(actor, addr, buf),
+                    stale_by: 0,
+                }
             }
-            MemMode::Relaxed => {
-                self.relaxed.load(actor, addr, buf, access, &self.bytes, ds)
-            }
+            MemMode::Relaxed => self.relaxed.load(actor, addr, buf, access, &self.bytes, ds),
         })
     }
 
     /// A store of `data` by `actor`.
-    pub fn store(&mut self, actor: usize, addr: u64, data: &[u8], access: Access, step: u64) -> Result<(), MemError> {
+    pub fn store(
+        &mut self,
+        actor: usize,
+        addr: u64,
+        data: &[u8],
+        access: Access,
+        step: u64,
+    ) -> Result<(), MemError> {
         self.check(addr, data.len())?;
         if let Access::Atomic(_) = access {
             check_width(data.len())?;
@@ -269,7 +304,9 @@ impl Memory {
                 Ok(old)
             }
             MemMode::Relaxed => {
-                let (old, wrote) = self.relaxed.rmw(actor, addr, width, success, failure, update, &self.bytes);
+                let (old, wrote) =
+                    self.relaxed
+                        .rmw(actor, addr, width, success, failure, update, &self.bytes);
                 if let Some(new) = wrote {
                     self.commit(addr, &new.to_le_bytes()[..width]);
                 }
@@ -291,6 +328,28 @@ impl Memory {
         }
     }
 
+    /// The signaller's side of a kernel-mediated signal. Signalling a device or the host (an
+    /// `out` or MMIO exit, a syscall) is serializing on x86, so under tso it drains the
+    /// signaller's store buffer; under relaxed it is a release, whose view the woken side
+    /// acquires with `sync_acquire`.
+    pub fn sync_release(&mut self, actor: usize) -> SyncToken {
+        match self.mode {
+            MemMode::Sc => SyncToken(None),
+            MemMode::Tso => {
+                self.flush(actor);
+                SyncToken(None)
+            }
+            MemMode::Relaxed => SyncToken(Some(self.relaxed.release_clock(actor))),
+        }
+    }
+
+    /// The woken side of a kernel-mediated signal.
+    pub fn sync_acquire(&mut self, actor: usize, token: &SyncToken) {
+        if let (MemMode::Relaxed, Some(clock)) = (self.mode, &token.0) {
+            self.relaxed.acquire_clock(actor, clock);
+        }
+    }
+
     /// Actors whose store buffers hold stores not yet in memory, in ascending order.
     pub fn actors_with_pending_stores(&self) -> impl Iterator<Item = usize> + '_ {
         self.tso.nonempty()
@@ -303,14 +362,18 @@ impl Memory {
     /// Moves the oldest buffered store of `actor` to memory.
     pub fn drain_one(&mut self, actor: usize) -> Option<Drained> {
         let entry = self.tso.pop(actor)?;
-        let drained = Drained { addr: entry.addr, len: entry.data.len() };
+        let drained = Drained {
+            addr: entry.addr,
+            len: entry.data.len(),
+        };
         self.commit(entry.addr, &entry.data);
         Some(drained)
     }
 
     /// Actors with a buffered store older than the age bound at `step`.
     pub fn overdue(&self, step: u64) -> Option<usize> {
-        self.tso.oldest_older_than(step.saturating_sub(self.max_buffer_age))
+        self.tso
+            .oldest_older_than(step.saturating_sub(self.max_buffer_age))
     }
 
     /// Drains every buffered store of `actor`.

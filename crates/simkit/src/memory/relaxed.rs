@@ -31,6 +31,10 @@ const PAGE: usize = 4096;
 
 type Clock = Vec<u32>;
 
+pub(super) fn join_clock(into: &mut Clock, from: &Clock) {
+    join(into, from);
+}
+
 fn join(into: &mut Clock, from: &Clock) {
     if into.len() < from.len() {
         into.resize(from.len(), 0);
@@ -49,7 +53,11 @@ struct ByteHistory {
 
 impl ByteHistory {
     fn initial(value: u8) -> Self {
-        Self { ids: [0; HISTORY], vals: [value; HISTORY], len: 1 }
+        Self {
+            ids: [0; HISTORY],
+            vals: [value; HISTORY],
+            len: 1,
+        }
     }
 
     fn push(&mut self, id: u32, value: u8) {
@@ -67,12 +75,18 @@ impl ByteHistory {
     }
 
     fn entries(&self) -> impl DoubleEndedIterator<Item = (u32, u8)> + '_ {
-        self.ids[..self.len as usize].iter().copied().zip(self.vals[..self.len as usize].iter().copied())
+        self.ids[..self.len as usize]
+            .iter()
+            .copied()
+            .zip(self.vals[..self.len as usize].iter().copied())
     }
 
     /// Value of the newest store with id <= `id`, or the oldest kept one.
     fn value_at(&self, id: u32) -> u8 {
-        self.entries().rev().find(|(i, _)| *i <= id).map_or(self.vals[0], |(_, v)| v)
+        self.entries()
+            .rev()
+            .find(|(i, _)| *i <= id)
+            .map_or(self.vals[0], |(_, v)| v)
     }
 }
 
@@ -104,7 +118,11 @@ const INIT_ACTOR: u32 = u32::MAX;
 impl Views {
     fn ensure_init(&mut self) {
         if self.stores.is_empty() {
-            self.stores.push(StoreRecord { actor: INIT_ACTOR, counter: 0, release: None });
+            self.stores.push(StoreRecord {
+                actor: INIT_ACTOR,
+                counter: 0,
+                release: None,
+            });
         }
     }
 
@@ -119,13 +137,17 @@ impl Views {
         let page = addr / PAGE as u64;
         let slot = self.pages.entry(page).or_insert_with(|| {
             let base = (page as usize) * PAGE;
-            (0..PAGE).map(|i| ByteHistory::initial(committed.get(base + i).copied().unwrap_or(0))).collect()
+            (0..PAGE)
+                .map(|i| ByteHistory::initial(committed.get(base + i).copied().unwrap_or(0)))
+                .collect()
         });
         &mut slot[(addr % PAGE as u64) as usize]
     }
 
     fn peek_history(&self, addr: u64) -> Option<&ByteHistory> {
-        self.pages.get(&(addr / PAGE as u64)).map(|p| &p[(addr % PAGE as u64) as usize])
+        self.pages
+            .get(&(addr / PAGE as u64))
+            .map(|p| &p[(addr % PAGE as u64) as usize])
     }
 
     pub fn poke(&mut self, addr: u64, data: &[u8]) {
@@ -142,7 +164,11 @@ impl Views {
         let rec = &self.stores[id as usize];
         rec.actor == INIT_ACTOR
             || rec.actor as usize == actor
-            || self.actors.get(actor).and_then(|v| v.clock.get(rec.actor as usize)).is_some_and(|c| rec.counter <= *c)
+            || self
+                .actors
+                .get(actor)
+                .and_then(|v| v.clock.get(rec.actor as usize))
+                .is_some_and(|c| rec.counter <= *c)
     }
 
     pub fn load(
@@ -163,7 +189,10 @@ impl Views {
                         None => committed[a as usize],
                         Some(h) => {
                             let h = *h;
-                            h.entries().rev().find(|(id, _)| self.visible(actor, *id)).map_or(h.vals[0], |(_, v)| v)
+                            h.entries()
+                                .rev()
+                                .find(|(id, _)| self.visible(actor, *id))
+                                .map_or(h.vals[0], |(_, v)| v)
                         }
                     };
                 }
@@ -178,7 +207,10 @@ impl Views {
                 let history = *self.history(addr, committed);
                 let ids: Vec<u32> = history.entries().map(|(id, _)| id).collect();
                 // The newest entry this actor must not read behind.
-                let floor = ids.iter().rposition(|id| *id <= seen || self.visible(actor, *id)).unwrap_or(0);
+                let floor = ids
+                    .iter()
+                    .rposition(|id| *id <= seen || self.visible(actor, *id))
+                    .unwrap_or(0);
                 let candidates = ids.len() - floor;
                 let back = ds.index(candidates);
                 let chosen = ids[ids.len() - 1 - back];
@@ -195,18 +227,35 @@ impl Views {
                         join(&mut view.acquire_pending, &rel);
                     }
                 }
-                LoadNote { forwarded: false, stale_by: back as u8 }
+                LoadNote {
+                    forwarded: false,
+                    stale_by: back as u8,
+                }
             }
         }
     }
 
     /// Records a store; the caller writes the bytes into committed memory afterwards.
-    pub fn store(&mut self, actor: usize, addr: u64, data: &[u8], access: Access, committed: &[u8]) {
+    pub fn store(
+        &mut self,
+        actor: usize,
+        addr: u64,
+        data: &[u8],
+        access: Access,
+        committed: &[u8],
+    ) {
         self.prepare(addr, data.len(), committed);
         self.store_with(actor, addr, data, access, None);
     }
 
-    fn store_with(&mut self, actor: usize, addr: u64, data: &[u8], access: Access, inherited: Option<Rc<Clock>>) -> u32 {
+    fn store_with(
+        &mut self,
+        actor: usize,
+        addr: u64,
+        data: &[u8],
+        access: Access,
+        inherited: Option<Rc<Clock>>,
+    ) -> u32 {
         self.ensure_init();
         let id = self.stores.len() as u32;
         let view = self.actor(actor);
@@ -232,7 +281,11 @@ impl Views {
             let clock = view.clock.clone();
             join(&mut self.sc_view, &clock);
         }
-        self.stores.push(StoreRecord { actor: actor as u32, counter, release });
+        self.stores.push(StoreRecord {
+            actor: actor as u32,
+            counter,
+            release,
+        });
         for (i, b) in data.iter().enumerate() {
             let a = addr + i as u64;
             // Pages were created by `prepare` before the store, seeded from committed memory.
@@ -295,9 +348,25 @@ impl Views {
         }
         if let Some(value) = new {
             // The RMW continues the release sequence of the store it read.
-            self.store_with(actor, addr, &value.to_le_bytes()[..width], Access::Atomic(success), release);
+            self.store_with(
+                actor,
+                addr,
+                &value.to_le_bytes()[..width],
+                Access::Atomic(success),
+                release,
+            );
         }
         (old, new)
+    }
+
+    /// The actor's current clock, as a release edge for a kernel-mediated signal.
+    pub fn release_clock(&mut self, actor: usize) -> Rc<Clock> {
+        Rc::new(self.actor(actor).clock.clone())
+    }
+
+    /// Joins a signal's release edge into the actor's clock.
+    pub fn acquire_clock(&mut self, actor: usize, clock: &Clock) {
+        join(&mut self.actor(actor).clock, clock);
     }
 
     pub fn fence(&mut self, actor: usize, order: Ordering) {

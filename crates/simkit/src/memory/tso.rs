@@ -20,7 +20,11 @@ impl StoreBuffers {
         if self.buffers.len() <= actor {
             self.buffers.resize_with(actor + 1, VecDeque::new);
         }
-        self.buffers[actor].push_back(Buffered { addr, data: data.to_vec(), since: step });
+        self.buffers[actor].push_back(Buffered {
+            addr,
+            data: data.to_vec(),
+            since: step,
+        });
         self.nonempty.insert(actor);
     }
 
@@ -36,7 +40,9 @@ impl StoreBuffers {
     /// Overlays the actor's own buffered stores (oldest to newest) onto `buf`, which holds memory
     /// at `addr`. Returns whether any byte was forwarded.
     pub fn forward(&self, actor: usize, addr: u64, buf: &mut [u8]) -> bool {
-        let Some(buffer) = self.buffers.get(actor) else { return false };
+        let Some(buffer) = self.buffers.get(actor) else {
+            return false;
+        };
         let end = addr + buf.len() as u64;
         let mut forwarded = false;
         for entry in buffer {
@@ -63,6 +69,9 @@ impl StoreBuffers {
 
     /// The lowest actor whose oldest buffered store entered before `step`.
     pub fn oldest_older_than(&self, step: u64) -> Option<usize> {
-        self.nonempty.iter().copied().find(|a| self.buffers[*a].front().is_some_and(|e| e.since < step))
+        self.nonempty
+            .iter()
+            .copied()
+            .find(|a| self.buffers[*a].front().is_some_and(|e| e.since < step))
     }
 }

@@ -35,7 +35,9 @@ impl std::str::FromStr for Schedulable {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         let (kind, num) = s.split_at(s.len().min(1));
-        let id: u32 = num.parse().map_err(|_| format!("bad schedule entry '{s}': expected a<N> or d<N>"))?;
+        let id: u32 = num
+            .parse()
+            .map_err(|_| format!("bad schedule entry '{s}': expected a<N> or d<N>"))?;
         match kind {
             "a" => Ok(Schedulable::Actor(ActorId(id))),
             "d" => Ok(Schedulable::Drain(ActorId(id))),

@@ -75,7 +75,9 @@ impl Strategy for Pct {
             }
         }
         let best = |me: &Self| {
-            (0..ready.len()).max_by_key(|i| me.priority(&ready[*i])).unwrap_or(0)
+            (0..ready.len())
+                .max_by_key(|i| me.priority(&ready[*i]))
+                .unwrap_or(0)
         };
         let mut choice = best(self);
         // Change points are 1-based step numbers; `step` counts steps already taken.

@@ -13,7 +13,10 @@ pub struct Replay {
 
 impl Replay {
     pub fn new(schedule: Vec<Schedulable>) -> Self {
-        Self { schedule, divergences: 0 }
+        Self {
+            schedule,
+            divergences: 0,
+        }
     }
 
     pub fn divergences(&self) -> u64 {
@@ -27,7 +30,11 @@ impl Strategy for Replay {
     }
 
     fn pick(&mut self, ready: &[Schedulable], step: u64, _ds: &mut DecisionSource) -> usize {
-        match self.schedule.get(step as usize).and_then(|want| ready.iter().position(|r| r == want)) {
+        match self
+            .schedule
+            .get(step as usize)
+            .and_then(|want| ready.iter().position(|r| r == want))
+        {
             Some(i) => i,
             None => {
                 self.divergences += 1;

@@ -1,0 +1,132 @@
+//! `sim bench`: the kernel's speed and each scenario's, on one core.
+//!
+//! - Kernel: N actors that each take `steps/N` scheduling steps; once with bare yields (pure
+//!   scheduling decisions), once with a traced atomic RMW per step (decisions plus events plus
+//!   the memory model). Repeated for several N to show how cost grows with the number of actors.
+//! - Scenarios: seeds run one after another; seeds/s, decisions/s, events/s, and the speedup of
+//!   simulated time over wall time.
+
+use crate::{UsageError, verdict_code};
+use clap::Args;
+use scenarios::{RunSpec, StrategyName};
+use simkit::{DecisionSource, KernelOptions, MemMode, Ordering, RmwOp, Sim, StrategyKind};
+use std::process::ExitCode;
+use std::time::Instant;
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Seeds per scenario.
+    #[arg(long, default_value_t = 200)]
+    seeds: u64,
+    /// Only this scenario (default: all, plus the kernel benchmark).
+    #[arg(long)]
+    scenario: Option<String>,
+    /// Scheduling steps per kernel benchmark point.
+    #[arg(long, default_value_t = 400_000)]
+    kernel_steps: u64,
+    #[arg(long, default_value = "random", value_parser = ["random", "pct"])]
+    strategy: String,
+}
+
+fn kernel_point(actors: u64, steps: u64, atomics: bool, mode: MemMode) -> (f64, f64, u64) {
+    let opts = KernelOptions {
+        max_steps: u64::MAX,
+        ..KernelOptions::default()
+    };
+    let mut sim = Sim::new(
+        DecisionSource::seeded(1),
+        StrategyKind::Random.build(),
+        mode,
+        opts,
+    );
+    let cell = sim.alloc_region("counter", 8);
+    let per_actor = steps / actors;
+    for i in 0..actors {
+        let (ctx, cell) = (sim.ctx(), cell.clone());
+        sim.spawn(&format!("a{i}"), async move {
+            for _ in 0..per_actor {
+                if atomics {
+                    let _ = cell.rmw(0, 8, RmwOp::Add(1), Ordering::AcqRel).await;
+                } else {
+                    ctx.yield_now().await;
+                }
+            }
+        });
+    }
+    // determinism-ok: benchmark wall time, outside the simulated run being measured.
+    let t = Instant::now();
+    let out = sim.run();
+    let secs = t.elapsed().as_secs_f64().max(1e-9);
+    (
+        out.steps as f64 / secs,
+        sim.trace_events() as f64 / secs,
+        out.steps,
+    )
+}
+
+pub fn run(args: BenchArgs) -> Result<ExitCode, UsageError> {
+    let strategy = StrategyName::parse(&args.strategy).unwrap_or(StrategyName::Random);
+    if args.scenario.is_none() {
+        println!("## Kernel (one core, random walk)\n");
+        println!("| actors | kind | mem | steps | decisions/s | events/s |");
+        println!("|---:|---|---|---:|---:|---:|");
+        for actors in [1u64, 2, 8, 32, 128, 512] {
+            for (kind, atomics, mode) in [
+                ("yield", false, MemMode::Sc),
+                ("atomic rmw", true, MemMode::Sc),
+                ("atomic rmw", true, MemMode::Relaxed),
+            ] {
+                let (dps, eps, steps) = kernel_point(actors, args.kernel_steps, atomics, mode);
+                println!("| {actors} | {kind} | {mode} | {steps} | {dps:.0} | {eps:.0} |");
+            }
+        }
+        println!();
+    }
+    println!(
+        "## Scenarios ({} seeds each, one core, strategy {})\n",
+        args.seeds,
+        strategy.name()
+    );
+    println!(
+        "| scenario | mem | seeds/s | mean steps | decisions/s | events/s | sim-time speedup | failing seeds |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|---:|");
+    let names: Vec<String> = match &args.scenario {
+        Some(s) => vec![s.clone()],
+        None => scenarios::catalogue()
+            .iter()
+            .map(|s| s.name().to_string())
+            .collect(),
+    };
+    for name in names {
+        let mut spec = RunSpec::seeded(&name, 0);
+        spec.strategy = strategy;
+        scenarios::validate(&spec)?;
+        let (mut steps, mut draws, mut events, mut sim_ns, mut failed) =
+            (0u64, 0u64, 0u64, 0u64, 0u64);
+        let mut mem = String::new();
+        // determinism-ok: benchmark wall time, outside the simulated runs being measured.
+        let t = Instant::now();
+        for seed in 0..args.seeds {
+            spec.source = simkit::DecisionMode::Seeded(seed);
+            let r = scenarios::run(&spec)?;
+            steps += r.steps;
+            draws += r.draws;
+            events += r.events;
+            sim_ns += r.sim_ns;
+            failed += u64::from(!r.passed());
+            mem = r.mem.to_string();
+        }
+        let secs = t.elapsed().as_secs_f64().max(1e-9);
+        println!(
+            "| {name} | {mem} | {:.0} | {} | {:.0} | {:.0} | {:.1}x | {failed} |",
+            args.seeds as f64 / secs,
+            steps / args.seeds.max(1),
+            steps as f64 / secs,
+            events as f64 / secs,
+            sim_ns as f64 / 1e9 / secs,
+        );
+        let _ = draws;
+    }
+    Ok(verdict_code(true))
+}
