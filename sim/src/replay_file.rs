@@ -81,7 +81,7 @@ pub fn to_hex(bytes: &[u8]) -> String {
 }
 
 pub fn from_hex(s: &str) -> Result<Vec<u8>, String> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return Err("odd number of hex digits".into());
     }
     (0..s.len())
@@ -144,10 +144,10 @@ impl ReplayFile {
             Some(other) => return Err(ReplayError::Foreign(other.to_string())),
             None => return Err(ReplayError::Foreign("<missing>".into())),
         }
-        if let Some(v) = value.get("version").and_then(|v| v.as_u64()) {
-            if v != u64::from(VERSION) {
-                return Err(ReplayError::Version(v as u32));
-            }
+        if let Some(v) = value.get("version").and_then(|v| v.as_u64())
+            && v != u64::from(VERSION)
+        {
+            return Err(ReplayError::Version(v as u32));
         }
         let file: ReplayFile =
             serde_json::from_value(value).map_err(|e| ReplayError::Json(e.to_string()))?;

@@ -1,0 +1,395 @@
+//! The `sim` command's contract, exercised through the real binary: exit codes, the last line,
+//! sweeps and their reports, replay files, the determinism check, and bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn sim(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sim"))
+        .args(args)
+        .output()
+        .expect("sim runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn last_line(o: &Output) -> String {
+    stdout(o).lines().last().unwrap_or_default().to_string()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("sim-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+fn replay_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("readable").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "json") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn is_verdict_line(line: &str, seed: &str, scenario: &str) -> bool {
+    let f: Vec<&str> = line.split(' ').collect();
+    f.len() == 6
+        && f[0] == format!("seed={seed}")
+        && f[1] == format!("scenario={scenario}")
+        && (f[2] == "strategy=random" || f[2] == "strategy=pct")
+        && f[3]
+            .strip_prefix("events=")
+            .is_some_and(|n| n.parse::<u64>().is_ok())
+        && f[4]
+            .strip_prefix("trace=")
+            .is_some_and(|h| h.len() == 16 && u64::from_str_radix(h, 16).is_ok())
+        && (f[5] == "verdict=pass" || f[5] == "verdict=fail")
+}
+
+#[test]
+fn default_run_is_stable_and_passes() {
+    let a = sim(&["--seed", "42"]);
+    let b = sim(&["--seed", "42"]);
+    assert_eq!(a.status.code(), Some(0), "{}", stderr(&a));
+    assert_eq!(last_line(&a), last_line(&b));
+    assert!(
+        is_verdict_line(&last_line(&a), "42", "mailbox"),
+        "{}",
+        last_line(&a)
+    );
+    assert!(last_line(&a).ends_with("verdict=pass"));
+}
+
+#[test]
+fn trace_flag_prints_trace_lines() {
+    let o = sim(&["--seed", "1", "--scenario", "litmus-sb", "--trace"]);
+    let out = stdout(&o);
+    assert!(
+        out.lines().any(|l| l.starts_with("t=0 kernel spawn T0")),
+        "{out}"
+    );
+    // The snapshot holds the same run.
+    let snap = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../snapshots/litmus-sb-seed1.snap"
+    ))
+    .expect("snapshot exists");
+    assert!(
+        snap.contains(&last_line(&o)),
+        "snapshot and CLI disagree on seed 1"
+    );
+}
+
+#[test]
+fn lists_have_the_documented_columns() {
+    let list = stdout(&sim(&["--list"]));
+    for name in [
+        "mailbox",
+        "litmus-sb",
+        "litmus-sb-fenced",
+        "litmus-mp",
+        "litmus-lb",
+        "litmus-iriw",
+        "calib-depth2",
+    ] {
+        assert!(
+            list.lines().any(|l| l.starts_with(&format!("{name}  "))),
+            "{name} missing from:\n{list}"
+        );
+    }
+    let bugs = stdout(&sim(&["--list-bugs"]));
+    assert!(bugs.lines().count() >= 3);
+    for line in bugs.lines() {
+        let cols: Vec<&str> = line.splitn(3, "  ").collect();
+        assert_eq!(cols.len(), 3, "{line}");
+        assert!(
+            list.lines()
+                .any(|l| l.starts_with(&format!("{}  ", cols[1]))),
+            "bug names unknown scenario: {line}"
+        );
+    }
+}
+
+#[test]
+fn sweep_finds_store_buffering_under_tso_and_replay_reproduces_it() {
+    let dir = scratch("sb");
+    let o = sim(&[
+        "sweep",
+        "--scenario",
+        "litmus-sb",
+        "--mem",
+        "tso",
+        "--seeds",
+        "0..1000",
+        "--reports",
+        dir.to_str().expect("utf8"),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    let last = last_line(&o);
+    assert!(
+        last.contains("failures=") && !last.contains("failures=0 "),
+        "{last}"
+    );
+    let files = replay_files(&dir);
+    assert!(!files.is_empty());
+    let summary = files[0].parent().expect("dir").join("summary.md");
+    let md = std::fs::read_to_string(summary).expect("summary written");
+    assert!(
+        md.contains("first failing seed") && md.contains("litmus-sc"),
+        "{md}"
+    );
+    // Replay: same verdict and same trace hash as recorded.
+    let recorded: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&files[0]).expect("read")).expect("json");
+    let replay = sim(&["replay", files[0].to_str().expect("utf8")]);
+    assert_eq!(replay.status.code(), Some(1), "{}", stderr(&replay));
+    let line = last_line(&replay);
+    assert!(
+        line.contains(&format!(
+            "trace={}",
+            recorded["trace_hash"].as_str().expect("hash")
+        )),
+        "{line}"
+    );
+    assert!(line.ends_with("verdict=fail"));
+    assert!(recorded["commit"].as_str().is_some_and(|c| !c.is_empty()));
+    assert!(
+        recorded["rustc"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("rustc"))
+    );
+}
+
+#[test]
+fn fenced_and_mp_sweeps_match_the_model() {
+    let dir = scratch("fenced");
+    let d = dir.to_str().expect("utf8");
+    assert_eq!(
+        sim(&[
+            "sweep",
+            "--scenario",
+            "litmus-sb-fenced",
+            "--mem",
+            "tso",
+            "--seeds",
+            "0..10000",
+            "--reports",
+            d
+        ])
+        .status
+        .code(),
+        Some(0)
+    );
+    assert_eq!(
+        sim(&[
+            "sweep",
+            "--scenario",
+            "litmus-mp",
+            "--mem",
+            "tso",
+            "--seeds",
+            "0..10000",
+            "--reports",
+            d
+        ])
+        .status
+        .code(),
+        Some(0)
+    );
+    assert_eq!(
+        sim(&[
+            "sweep",
+            "--scenario",
+            "litmus-mp",
+            "--mem",
+            "relaxed",
+            "--seeds",
+            "0..10000",
+            "--reports",
+            d
+        ])
+        .status
+        .code(),
+        Some(1)
+    );
+}
+
+#[test]
+fn parallel_sweep_equals_serial_sweep() {
+    let dir = scratch("par");
+    let d = dir.to_str().expect("utf8");
+    let serial = sim(&[
+        "sweep",
+        "--scenario",
+        "mailbox",
+        "--plant",
+        "mailbox-acqrel-fence",
+        "--seeds",
+        "0..300",
+        "--jobs",
+        "1",
+        "--reports",
+        d,
+    ]);
+    let parallel = sim(&[
+        "sweep",
+        "--scenario",
+        "mailbox",
+        "--plant",
+        "mailbox-acqrel-fence",
+        "--seeds",
+        "0..300",
+        "--jobs",
+        "2",
+        "--reports",
+        d,
+    ]);
+    let strip = |o: &Output| {
+        stdout(o)
+            .lines()
+            .filter(|l| !l.starts_with("report:"))
+            .map(|l| l.split(" seeds_per_sec").next().unwrap_or("").to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(strip(&serial), strip(&parallel));
+    assert_eq!(serial.status.code(), Some(1));
+}
+
+#[test]
+fn check_determinism_passes() {
+    for scenario in ["mailbox", "litmus-iriw", "calib-depth2"] {
+        let o = sim(&[
+            "--check-determinism",
+            "--seed",
+            "7",
+            "--scenario",
+            scenario,
+            "--mem",
+            "relaxed",
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+        assert!(stdout(&o).contains("deterministic: 2 runs"));
+        assert!(is_verdict_line(&last_line(&o), "7", scenario));
+    }
+}
+
+#[test]
+fn bad_input_is_one_clear_line_and_exit_2() {
+    let dir = scratch("bad");
+    let corrupt = dir.join("corrupt.json");
+    std::fs::write(&corrupt, "{ not json").expect("write");
+    let foreign = dir.join("foreign.json");
+    std::fs::write(&foreign, r#"{"name": "package.json", "version": "1.0.0"}"#).expect("write");
+    let missing = dir.join("missing.json");
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["replay", corrupt.to_str().expect("utf8")],
+            "not valid JSON",
+        ),
+        (
+            vec!["replay", foreign.to_str().expect("utf8")],
+            "not a simkit replay file",
+        ),
+        (
+            vec!["replay", missing.to_str().expect("utf8")],
+            "cannot read replay file",
+        ),
+        (
+            vec!["--seed", "1", "--scenario", "no-such"],
+            "unknown scenario 'no-such'",
+        ),
+        (
+            vec!["--seed", "1", "--plant", "no-such-bug"],
+            "unknown planted bug 'no-such-bug'",
+        ),
+        (
+            vec![
+                "--seed",
+                "1",
+                "--scenario",
+                "litmus-sb",
+                "--plant",
+                "mailbox-lost-wakeup",
+            ],
+            "belongs to scenario 'mailbox'",
+        ),
+        (
+            vec!["sweep", "--scenario", "mailbox", "--seeds", "5..5"],
+            "empty or reversed",
+        ),
+        (
+            vec!["sweep", "--scenario", "mailbox", "--seeds", "9..2"],
+            "empty or reversed",
+        ),
+        (
+            vec!["sweep", "--scenario", "mailbox", "--seeds", "abc"],
+            "not a range",
+        ),
+        (
+            vec!["sweep", "--scenario", "nope", "--seeds", "0..2"],
+            "unknown scenario",
+        ),
+        (vec![], "no --seed"),
+    ];
+    for (args, want) in cases {
+        let o = sim(&args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: stderr was {err:?}");
+        assert_eq!(
+            err.trim_end().lines().count(),
+            1,
+            "{args:?}: not one line: {err:?}"
+        );
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+    // Usage errors from the argument parser also exit 2.
+    let o = sim(&["--seed", "1", "--mem", "weird"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(!stderr(&o).contains("panicked"));
+}
+
+#[test]
+fn tampered_replay_file_reports_divergence() {
+    let dir = scratch("tamper");
+    let o = sim(&[
+        "sweep",
+        "--scenario",
+        "litmus-sb",
+        "--mem",
+        "tso",
+        "--seeds",
+        "0..50",
+        "--reports",
+        dir.to_str().expect("utf8"),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let file = replay_files(&dir)
+        .into_iter()
+        .next()
+        .expect("a failing seed");
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).expect("read")).expect("json");
+    v["trace_hash"] = serde_json::Value::String("0000000000000000".into());
+    let tampered = dir.join("tampered.json");
+    std::fs::write(&tampered, v.to_string()).expect("write");
+    let r = sim(&["replay", tampered.to_str().expect("utf8")]);
+    assert_eq!(r.status.code(), Some(1));
+    assert!(stderr(&r).contains("DIVERGED"), "{}", stderr(&r));
+}
