@@ -6,7 +6,7 @@
 //! - Scenarios: seeds run one after another; seeds/s, decisions/s, events/s, and the speedup of
 //!   simulated time over wall time.
 
-use crate::{UsageError, verdict_code};
+use crate::cli::{UsageError, verdict_code};
 use clap::Args;
 use scenarios::{RunSpec, StrategyName};
 use simkit::{DecisionSource, KernelOptions, MemMode, Ordering, RmwOp, Sim, StrategyKind};

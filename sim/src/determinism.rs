@@ -1,7 +1,7 @@
 //! `--check-determinism`: run the same seed twice, compare the traces line by line and the
 //! decision streams byte by byte, and name the first divergence.
 
-use crate::UsageError;
+use crate::cli::UsageError;
 use scenarios::RunSpec;
 use std::process::ExitCode;
 

@@ -2,8 +2,8 @@
 //! run (its own kernel, its own decision stream), so running them in parallel gives exactly the
 //! results of running them one by one; results are gathered and reported in seed order.
 
+use crate::cli::{SweepArgs, UsageError, spec_from, verdict_code};
 use crate::replay_file::{ReplayFile, build_info};
-use crate::{SweepArgs, UsageError, spec_from, verdict_code};
 use scenarios::{RunReport, RunSpec};
 use simkit::DecisionMode;
 use std::collections::BTreeMap;

@@ -393,3 +393,47 @@ fn tampered_replay_file_reports_divergence() {
     assert_eq!(r.status.code(), Some(1));
     assert!(stderr(&r).contains("DIVERGED"), "{}", stderr(&r));
 }
+
+#[test]
+fn shrink_keeps_the_failure_and_never_grows_the_stream() {
+    let dir = scratch("shrink");
+    let o = sim(&[
+        "sweep",
+        "--scenario",
+        "mailbox",
+        "--plant",
+        "mailbox-acqrel-fence",
+        "--seeds",
+        "0..200",
+        "--reports",
+        dir.to_str().expect("utf8"),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let file = replay_files(&dir)
+        .into_iter()
+        .next()
+        .expect("a failing seed");
+    let out = dir.join("shrunk.json");
+    let s = sim(&[
+        "shrink",
+        file.to_str().expect("utf8"),
+        "--out",
+        out.to_str().expect("utf8"),
+    ]);
+    assert_eq!(s.status.code(), Some(0), "{}", stderr(&s));
+    let read = |p: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(p).expect("read")).expect("json")
+    };
+    let (before, after) = (read(&file), read(&out));
+    let len = |v: &serde_json::Value, k: &str| v[k].as_str().map_or(0, str::len);
+    assert!(len(&after, "decisions_hex") <= len(&before, "consumed_decisions_hex"));
+    assert!(after["seed"].is_null());
+    // The shrunk file replays to the same failure and hash.
+    let r = sim(&["replay", out.to_str().expect("utf8")]);
+    assert_eq!(r.status.code(), Some(1), "{}", stderr(&r));
+    assert!(last_line(&r).contains(&format!(
+        "trace={}",
+        after["trace_hash"].as_str().expect("hash")
+    )));
+    assert!(stdout(&r).contains("[liveness]"));
+}

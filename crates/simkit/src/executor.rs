@@ -129,13 +129,16 @@ struct Slot {
 pub struct Sim {
     kernel: Rc<RefCell<Kernel>>,
     slots: Vec<Slot>,
-    ready: Vec<ActorId>,
+    /// Runnable actors, ascending: the strategy's choice set whenever no store is buffered.
+    ready: Vec<Schedulable>,
     queue: Arc<WakeQueue>,
     strategy: Box<dyn Strategy>,
     schedulables: Vec<Schedulable>,
     schedule: Vec<Schedulable>,
     stop_when_done: bool,
     panics: Vec<(String, String)>,
+    /// Set when the actor just polled exceeded its progress budget.
+    over_budget: Option<(String, u64)>,
 }
 
 impl Sim {
@@ -156,6 +159,7 @@ impl Sim {
             schedule: Vec::new(),
             stop_when_done: false,
             panics: Vec::new(),
+            over_budget: None,
         }
     }
 
@@ -214,8 +218,8 @@ impl Sim {
         let slot = &mut self.slots[id.index()];
         if !slot.ready && slot.future.is_some() {
             slot.ready = true;
-            if let Err(pos) = self.ready.binary_search(&id) {
-                self.ready.insert(pos, id);
+            if let Err(pos) = self.ready.binary_search(&Schedulable::Actor(id)) {
+                self.ready.insert(pos, Schedulable::Actor(id));
             }
         }
     }
@@ -255,7 +259,7 @@ impl Sim {
     fn poll_actor(&mut self, id: ActorId) {
         let slot = &mut self.slots[id.index()];
         slot.ready = false;
-        if let Ok(pos) = self.ready.binary_search(&id) {
+        if let Ok(pos) = self.ready.binary_search(&Schedulable::Actor(id)) {
             self.ready.remove(pos);
         }
         let Some(mut future) = slot.future.take() else {
@@ -305,22 +309,18 @@ impl Sim {
         self.collect_wakes();
         // Progress accounting: an actor that is runnable again right after its step is busy.
         let still_ready = self.slots[id.index()].ready;
-        if let Some(info) = self.kernel.borrow_mut().actors.get_mut(id.index()) {
+        let mut k = self.kernel.borrow_mut();
+        let budget = k.opts.progress_budget;
+        if let Some(info) = k.actors.get_mut(id.index()) {
             info.since_progress = if still_ready {
                 info.since_progress + 1
             } else {
                 0
             };
+            if info.since_progress > budget {
+                self.over_budget = Some((info.name.to_string(), info.since_progress));
+            }
         }
-    }
-
-    fn over_budget(&self) -> Option<(String, u64)> {
-        let k = self.kernel.borrow();
-        let budget = k.opts.progress_budget;
-        k.actors
-            .iter()
-            .find(|a| a.since_progress > budget)
-            .map(|a| (a.name.to_string(), a.since_progress))
     }
 
     fn drain(&mut self, owner: ActorId, forced: bool) {
@@ -346,7 +346,7 @@ impl Sim {
             if self.stop_when_done && self.all_done() {
                 break EndReason::AllFinished;
             }
-            if let Some((actor, steps)) = self.over_budget() {
+            if let Some((actor, steps)) = self.over_budget.take() {
                 break EndReason::NoProgress { actor, steps };
             }
             let (step, max_steps, overdue) = {
@@ -357,10 +357,10 @@ impl Sim {
                 self.drain(ActorId(owner as u32), true);
                 continue;
             }
-            self.schedulables.clear();
-            self.schedulables
-                .extend(self.ready.iter().map(|a| Schedulable::Actor(*a)));
-            {
+            let drains_pending = self.kernel.borrow().mem.has_pending_stores();
+            if drains_pending {
+                self.schedulables.clear();
+                self.schedulables.extend_from_slice(&self.ready);
                 let k = self.kernel.borrow();
                 self.schedulables.extend(
                     k.mem
@@ -368,7 +368,12 @@ impl Sim {
                         .map(|a| Schedulable::Drain(ActorId(a as u32))),
                 );
             }
-            if self.schedulables.is_empty() {
+            let choices: &[Schedulable] = if drains_pending {
+                &self.schedulables
+            } else {
+                &self.ready
+            };
+            if choices.is_empty() {
                 let mut k = self.kernel.borrow_mut();
                 match k.events.peek_time() {
                     Some(t) if t > k.opts.time_limit_ns => {
@@ -388,16 +393,16 @@ impl Sim {
             let pick = {
                 let mut k = self.kernel.borrow_mut();
                 let k = &mut *k;
-                let i = self.strategy.pick(&self.schedulables, k.step, &mut k.ds);
+                let i = self.strategy.pick(choices, k.step, &mut k.ds);
                 k.step += 1;
                 k.now += k.opts.step_ns;
                 if k.now > k.opts.time_limit_ns {
                     break EndReason::TimeLimit;
                 }
                 if k.opts.record_schedule {
-                    self.schedule.push(self.schedulables[i]);
+                    self.schedule.push(choices[i]);
                 }
-                self.schedulables[i]
+                choices[i]
             };
             match pick {
                 Schedulable::Actor(id) => self.poll_actor(id),

@@ -1,0 +1,8 @@
+//! The `sim` command as a library, so the fuzzer and tests can reach its parsers.
+
+pub mod bench;
+pub mod cli;
+pub mod determinism;
+pub mod replay_file;
+pub mod shrink;
+pub mod sweep;
