@@ -81,3 +81,50 @@ pub fn all_bugs() -> impl Iterator<Item = &'static PlantedBug> {
 pub fn find_bug(name: &str) -> Option<&'static PlantedBug> {
     all_bugs().find(|b| b.name == name)
 }
+
+/// Median seeds-to-find from the failing seeds of a sweep starting at seed 0: the gaps between
+/// consecutive failing seeds (the first counted from seed 0) are independent samples of "seeds
+/// until the bug is found".
+pub fn median_seeds_to_find(failing: &[u64]) -> Option<u64> {
+    let mut prev = 0;
+    let mut gaps: Vec<u64> = failing
+        .iter()
+        .map(|s| {
+            let gap = s + 1 - prev;
+            prev = s + 1;
+            gap
+        })
+        .collect();
+    gaps.sort_unstable();
+    gaps.get(gaps.len() / 2).copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_seeds_to_find_uses_gaps() {
+        // Failing seeds 4, 5, 9: gaps 5, 1, 4 -> median 4.
+        assert_eq!(median_seeds_to_find(&[4, 5, 9]), Some(4));
+        assert_eq!(median_seeds_to_find(&[0]), Some(1));
+        assert_eq!(median_seeds_to_find(&[]), None);
+    }
+
+    #[test]
+    fn catalogue_names_are_unique_and_bugs_point_at_real_scenarios() {
+        let mut names: Vec<_> = catalogue().iter().map(|s| s.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), catalogue().len());
+        assert!(find(DEFAULT_SCENARIO).is_some());
+        for bug in all_bugs() {
+            assert!(
+                find(bug.scenario).is_some_and(|s| s.bugs().iter().any(|b| b.name == bug.name)),
+                "{}",
+                bug.name
+            );
+            assert!(!bug.mirrors.is_empty());
+        }
+    }
+}

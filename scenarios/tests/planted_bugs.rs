@@ -93,7 +93,7 @@ fn pct_finds_the_calibration_bug_no_slower_than_random_walk() {
             ..RunSpec::seeded("calib-depth2", 0)
         };
         let failing = common::failing_seeds(&base, n);
-        let median = common::median_seeds_to_find(&failing).unwrap_or(u64::MAX);
+        let median = scenarios::median_seeds_to_find(&failing).unwrap_or(u64::MAX);
         medians.push((strategy.name(), failing.len(), median));
     }
     let (random, pct) = (medians[0].2, medians[1].2);

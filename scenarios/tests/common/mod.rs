@@ -42,18 +42,3 @@ pub fn failing_seeds(base: &RunSpec, n: u64) -> Vec<u64> {
         })
         .collect()
 }
-
-/// Median seeds-to-find: the gaps between consecutive failing seeds (counting from seed 0) are
-/// independent samples of "seeds until the bug is found".
-pub fn median_seeds_to_find(failing: &[u64]) -> Option<u64> {
-    let mut gaps: Vec<u64> = failing
-        .iter()
-        .scan(0u64, |prev, s| {
-            let g = s + 1 - *prev;
-            *prev = s + 1;
-            Some(g)
-        })
-        .collect();
-    gaps.sort_unstable();
-    gaps.get(gaps.len() / 2).copied()
-}
