@@ -11,7 +11,11 @@ echo "== clippy"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 
 echo "== tests"
-cargo test --workspace --all-features
+log="$(mktemp)"
+cargo test --workspace --all-features 2>&1 | tee "$log"
+passed=$(grep -Eo '^test result: [a-zA-Z]+\. [0-9]+ passed' "$log" | awk '{s+=$4} END {print s+0}')
+failed=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}')
+rm -f "$log"
 
 echo "== fuzz smoke (cargo-fuzz on stable, no sanitizer)"
 if ! command -v cargo-fuzz >/dev/null 2>&1; then
@@ -26,3 +30,4 @@ seconds="${FUZZ_SECONDS:-20}"
   done
 )
 echo "== all checks passed"
+echo "tests: ${passed} passed, ${failed} failed"

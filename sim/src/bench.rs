@@ -68,8 +68,7 @@ fn bug_rows(seeds: u64) -> Result<(), UsageError> {
             scenarios::validate(&spec)?;
             let mut failing = Vec::new();
             let mut mem = String::new();
-            // determinism-ok: benchmark wall time, outside the simulated runs being measured.
-            let t = Instant::now();
+            let t = Instant::now(); // determinism-ok: benchmark wall time, outside the simulated runs being measured.
             for seed in 0..seeds {
                 let r = scenarios::run(&RunSpec {
                     source: simkit::DecisionMode::Seeded(seed),
@@ -124,8 +123,7 @@ fn kernel_point(actors: u64, steps: u64, atomics: bool, mode: MemMode) -> (f64, 
             }
         });
     }
-    // determinism-ok: benchmark wall time, outside the simulated run being measured.
-    let t = Instant::now();
+    let t = Instant::now(); // determinism-ok: benchmark wall time, outside the simulated run being measured.
     let out = sim.run();
     let secs = t.elapsed().as_secs_f64().max(1e-9);
     (
@@ -179,8 +177,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, UsageError> {
         scenarios::validate(&spec)?;
         let (mut steps, mut events, mut sim_ns, mut failed) = (0u64, 0u64, 0u64, 0u64);
         let mut mem = String::new();
-        // determinism-ok: benchmark wall time, outside the simulated runs being measured.
-        let t = Instant::now();
+        let t = Instant::now(); // determinism-ok: benchmark wall time, outside the simulated runs being measured.
         for seed in 0..args.seeds {
             spec.source = simkit::DecisionMode::Seeded(seed);
             let r = scenarios::run(&spec)?;

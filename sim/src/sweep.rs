@@ -128,8 +128,7 @@ pub fn run(args: SweepArgs) -> Result<ExitCode, UsageError> {
         .max(1);
     let total = seeds.1 - seeds.0;
     let done = AtomicU64::new(0);
-    // determinism-ok: wall time of the sweep harness, outside every simulated run.
-    let started = Instant::now();
+    let started = Instant::now(); // determinism-ok: wall time of the sweep harness, outside every simulated run.
     let tty = std::io::stderr().is_terminal();
     let results = std::thread::scope(|scope| {
         let worker = scope.spawn(|| run_parallel(&spec, seeds, jobs, &done));
@@ -200,8 +199,7 @@ pub fn run(args: SweepArgs) -> Result<ExitCode, UsageError> {
 
 /// A UTC timestamp, `YYYYMMDD-HHMMSS`, for report directory names.
 fn stamp() -> String {
-    // determinism-ok: names a report directory; never reaches a simulated run.
-    let secs = SystemTime::now()
+    let secs = SystemTime::now() // determinism-ok: names a report directory only
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let (days, rem) = (secs / 86_400, secs % 86_400);

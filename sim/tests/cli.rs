@@ -176,56 +176,34 @@ fn sweep_finds_store_buffering_under_tso_and_replay_reproduces_it() {
     );
 }
 
+/// Exit code of a sweep over `seeds` with its report in `dir`.
+fn sweep_code(scenario: &str, mem: &str, seeds: &str, dir: &Path) -> Option<i32> {
+    let dir = dir.to_str().expect("utf8");
+    sim(&[
+        "sweep",
+        "--scenario",
+        scenario,
+        "--mem",
+        mem,
+        "--seeds",
+        seeds,
+        "--reports",
+        dir,
+    ])
+    .status
+    .code()
+}
+
 #[test]
 fn fenced_and_mp_sweeps_match_the_model() {
     let dir = scratch("fenced");
-    let d = dir.to_str().expect("utf8");
     assert_eq!(
-        sim(&[
-            "sweep",
-            "--scenario",
-            "litmus-sb-fenced",
-            "--mem",
-            "tso",
-            "--seeds",
-            "0..10000",
-            "--reports",
-            d
-        ])
-        .status
-        .code(),
+        sweep_code("litmus-sb-fenced", "tso", "0..10000", &dir),
         Some(0)
     );
+    assert_eq!(sweep_code("litmus-mp", "tso", "0..10000", &dir), Some(0));
     assert_eq!(
-        sim(&[
-            "sweep",
-            "--scenario",
-            "litmus-mp",
-            "--mem",
-            "tso",
-            "--seeds",
-            "0..10000",
-            "--reports",
-            d
-        ])
-        .status
-        .code(),
-        Some(0)
-    );
-    assert_eq!(
-        sim(&[
-            "sweep",
-            "--scenario",
-            "litmus-mp",
-            "--mem",
-            "relaxed",
-            "--seeds",
-            "0..10000",
-            "--reports",
-            d
-        ])
-        .status
-        .code(),
+        sweep_code("litmus-mp", "relaxed", "0..10000", &dir),
         Some(1)
     );
 }

@@ -229,3 +229,91 @@ fn buffered_stores_drain_before_quiescence() {
     s.run();
     assert_eq!(x.peek_u64(0), Ok(42));
 }
+
+#[test]
+fn stop_when_done_leaves_daemons_behind() {
+    let mut s = sim(10, MemMode::Sc);
+    s.stop_when_done(true);
+    let ctx = s.ctx();
+    let ticks = Rc::new(RefCell::new(0u32));
+    let t = ticks.clone();
+    s.spawn_daemon("heartbeat", async move {
+        loop {
+            ctx.sleep(1_000).await;
+            *t.borrow_mut() += 1;
+        }
+    });
+    let ctx = s.ctx();
+    s.spawn("worker", async move { ctx.sleep(10_500).await });
+    let out = s.run();
+    assert_eq!(out.end, EndReason::AllFinished);
+    assert!(out.unfinished.is_empty(), "daemons are not waited for");
+    assert_eq!(*ticks.borrow(), 10);
+}
+
+#[test]
+fn periodic_daemon_without_stop_hits_the_time_limit() {
+    let opts = KernelOptions {
+        time_limit_ns: 50_000,
+        ..KernelOptions::default()
+    };
+    let mut s = Sim::new(
+        DecisionSource::seeded(11),
+        StrategyKind::Random.build(),
+        MemMode::Sc,
+        opts,
+    );
+    let ctx = s.ctx();
+    s.spawn_daemon("heartbeat", async move {
+        loop {
+            ctx.sleep(1_000).await;
+        }
+    });
+    let out = s.run();
+    assert_eq!(out.end, EndReason::TimeLimit);
+    assert_eq!(out.now_ns, 50_000);
+}
+
+#[test]
+fn a_recorded_schedule_replays_the_run() {
+    // Record the picks of a random run (sc: scheduling is the only choice), then follow them
+    // with the replay strategy, which draws nothing: the same trace, no divergence.
+    let build = |strategy: StrategyKind| {
+        let opts = KernelOptions {
+            capture_trace: true,
+            record_schedule: true,
+            ..KernelOptions::default()
+        };
+        let mut s = Sim::new(
+            DecisionSource::seeded(21),
+            strategy.build(),
+            MemMode::Tso,
+            opts,
+        );
+        let x = s.alloc_region("x", 8);
+        for name in ["a", "b", "c"] {
+            let x = x.clone();
+            s.spawn(name, async move {
+                for i in 0..5 {
+                    x.store_u64(0, i, Ordering::Relaxed).await.expect("ok");
+                    let _ = x.load_u64(0, Ordering::Relaxed).await.expect("ok");
+                }
+            });
+        }
+        s.run();
+        s
+    };
+    let mut original = build(StrategyKind::Random);
+    let schedule = original.schedule().to_vec();
+    assert!(
+        schedule
+            .iter()
+            .any(|p| matches!(p, simkit::Schedulable::Drain(_)))
+    );
+    let mut replayed = build(StrategyKind::Replay {
+        schedule: schedule.clone(),
+    });
+    assert_eq!(replayed.trace_hash(), original.trace_hash());
+    assert_eq!(replayed.take_trace_lines(), original.take_trace_lines());
+    assert_eq!(replayed.schedule(), &schedule[..]);
+}
