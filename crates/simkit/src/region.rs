@@ -208,6 +208,11 @@ impl Region {
         Ok(if ok { Ok(old) } else { Err(old) })
     }
 
+    /// A fence by the current actor (see `Ctx::fence`). A scheduling point.
+    pub async fn fence(&self, order: Ordering) {
+        self.ctx.fence(order).await;
+    }
+
     /// Plain (non-atomic) copy into shared memory.
     pub async fn write_bytes(&self, offset: u64, data: &[u8]) -> Result<(), MemError> {
         self.ctx.yield_now().await;
