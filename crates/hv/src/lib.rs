@@ -14,9 +14,12 @@
 //! | `VmControl` (host)           | vCPU stops at its next step         | `immediate_exit` / vCPU thread signal |
 //! | `ring_pipe::SharedMemory`    | `SimShm` over the memory model      | guest memory region mapped in the VMM |
 
+#![cfg_attr(not(feature = "sim"), no_std)]
+
+#[cfg(feature = "sim")]
 pub mod sim;
 
-use std::future::Future;
+use core::future::Future;
 
 /// One side signals the other. Ringing is serializing for the ringer: its earlier stores are
 /// visible before the other side wakes.

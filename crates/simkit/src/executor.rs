@@ -273,6 +273,7 @@ impl Sim {
         POLLING_ACTOR.with(|p| p.set(false));
         let mut k = self.kernel.borrow_mut();
         k.current = None;
+        k.label = None;
         match result {
             Ok(Poll::Pending) => {
                 self.slots[id.index()].future = Some(future);

@@ -127,6 +127,8 @@ pub struct Kernel {
     pub(crate) next_wait: u64,
     pub(crate) yield_hints: Vec<ActorId>,
     pub(crate) opts: KernelOptions,
+    /// A sub-actor label for trace lines (a guest kernel thread inside a vCPU actor).
+    pub(crate) label: Option<Rc<str>>,
 }
 
 impl Kernel {
@@ -148,6 +150,7 @@ impl Kernel {
             next_wait: 0,
             yield_hints: Vec::new(),
             opts,
+            label: None,
         }
     }
 
@@ -187,10 +190,17 @@ impl Kernel {
     }
 
     fn current_name(&self) -> Rc<str> {
-        match self.current {
-            Some(id) => self.actors[id.index()].name.clone(),
-            None => Rc::from("kernel"),
+        match (self.current, &self.label) {
+            (Some(id), Some(label)) => Rc::from(format!("{}/{label}", self.actors[id.index()].name)),
+            (Some(id), None) => self.actors[id.index()].name.clone(),
+            (None, _) => Rc::from("kernel"),
         }
+    }
+
+    /// Labels the current actor's trace lines with a sub-actor (e.g. a guest kernel thread
+    /// multiplexed on a vCPU actor) until cleared or the actor's step ends.
+    pub fn set_label(&mut self, label: Option<Rc<str>>) {
+        self.label = label;
     }
 
     /// Records a trace line for the current actor (or `kernel` outside any actor).
