@@ -13,15 +13,24 @@ pub struct ControlClient<M, D, I> {
 
 impl<M: SharedMemory + Clone, D: Doorbell, I: IrqWaiter> ControlClient<M, D, I> {
     pub fn new(pipe: PipeEnd<M, D, I>) -> Self {
-        Self { pipe, next_request: 1 }
+        Self {
+            pipe,
+            next_request: 1,
+        }
     }
 
     async fn request(&mut self, req: ControlRequest, id: u64) -> Result<ControlReply, PipeError> {
         self.pipe.send_frame(&req.encode()).await?;
-        let frame = self.pipe.recv_frame().await?.ok_or(PipeError::UnexpectedEof)?;
+        let frame = self
+            .pipe
+            .recv_frame()
+            .await?
+            .ok_or(PipeError::UnexpectedEof)?;
         let reply = ControlReply::decode(&frame)?;
         if reply.request_id() != id {
-            return Err(PipeError::Protocol("control reply does not answer the oldest request"));
+            return Err(PipeError::Protocol(
+                "control reply does not answer the oldest request",
+            ));
         }
         Ok(reply)
     }
@@ -36,20 +45,42 @@ impl<M: SharedMemory + Clone, D: Doorbell, I: IrqWaiter> ControlClient<M, D, I> 
     /// Asks for a new pipe with rings of `ring_size` bytes.
     pub async fn new_pipe(&mut self, ring_size: u64) -> Result<PipeInfo, PipeError> {
         let id = self.take_id();
-        match self.request(ControlRequest::NewPipe { request_id: id, ring_size }, id).await? {
+        match self
+            .request(
+                ControlRequest::NewPipe {
+                    request_id: id,
+                    ring_size,
+                },
+                id,
+            )
+            .await?
+        {
             ControlReply::PipeReady { pipe, .. } => Ok(pipe),
             ControlReply::Error { code, .. } => Err(PipeError::Remote(code)),
-            ControlReply::PipeClosed { .. } => Err(PipeError::Protocol("PipeClosed answers NewPipe")),
+            ControlReply::PipeClosed { .. } => {
+                Err(PipeError::Protocol("PipeClosed answers NewPipe"))
+            }
         }
     }
 
     /// Tells the host a pipe is finished so it can free its memory.
     pub async fn close_pipe(&mut self, pipe_id: u64) -> Result<(), PipeError> {
         let id = self.take_id();
-        match self.request(ControlRequest::ClosePipe { request_id: id, pipe_id }, id).await? {
+        match self
+            .request(
+                ControlRequest::ClosePipe {
+                    request_id: id,
+                    pipe_id,
+                },
+                id,
+            )
+            .await?
+        {
             ControlReply::PipeClosed { .. } => Ok(()),
             ControlReply::Error { code, .. } => Err(PipeError::Remote(code)),
-            ControlReply::PipeReady { .. } => Err(PipeError::Protocol("PipeReady answers ClosePipe")),
+            ControlReply::PipeReady { .. } => {
+                Err(PipeError::Protocol("PipeReady answers ClosePipe"))
+            }
         }
     }
 

@@ -73,7 +73,10 @@ pub struct KernelHandle {
 
 impl KernelHandle {
     pub fn spawn(&self, name: &str, fut: impl Future<Output = ()> + 'static) {
-        self.state.borrow_mut().spawned.push((String::from(name), Box::pin(fut)));
+        self.state
+            .borrow_mut()
+            .spawned
+            .push((String::from(name), Box::pin(fut)));
         self.vcpu.wake();
     }
 
@@ -102,7 +105,10 @@ pub struct GuestKernel<H> {
 
 impl<H: VcpuHooks> GuestKernel<H> {
     pub fn new(hooks: H) -> Self {
-        let handle = KernelHandle { state: Rc::default(), vcpu: Arc::new(AtomicWaker::new()) };
+        let handle = KernelHandle {
+            state: Rc::default(),
+            vcpu: Arc::new(AtomicWaker::new()),
+        };
         Self { hooks, handle }
     }
 
@@ -117,14 +123,27 @@ impl<H: VcpuHooks> GuestKernel<H> {
 
     fn adopt(&self, st: &mut State) {
         for (name, future) in core::mem::take(&mut st.spawned) {
-            let wake = Arc::new(ThreadWake { woken: AtomicBool::new(false), vcpu: self.handle.vcpu.clone() });
+            let wake = Arc::new(ThreadWake {
+                woken: AtomicBool::new(false),
+                vcpu: self.handle.vcpu.clone(),
+            });
             let waker = Waker::from(wake.clone());
             st.run_queue.push_back(st.threads.len());
-            st.threads.push(Thread { name, future: Some(future), wake, waker, queued: true });
+            st.threads.push(Thread {
+                name,
+                future: Some(future),
+                wake,
+                waker,
+                queued: true,
+            });
         }
         for i in 0..st.threads.len() {
             let t = &mut st.threads[i];
-            if t.future.is_some() && !t.queued && Some(i) != st.current && t.wake.woken.swap(false, Ordering::AcqRel) {
+            if t.future.is_some()
+                && !t.queued
+                && Some(i) != st.current
+                && t.wake.woken.swap(false, Ordering::AcqRel)
+            {
                 t.queued = true;
                 st.run_queue.push_back(i);
             }

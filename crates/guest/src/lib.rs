@@ -11,6 +11,7 @@ extern crate alloc;
 pub mod control;
 pub mod kernel;
 pub mod pipe;
+pub mod sync;
 
 pub use control::ControlClient;
 pub use kernel::{GuestKernel, KernelHandle, VcpuHooks};

@@ -71,7 +71,10 @@ impl embedded_io::Error for PipeError {
 }
 
 /// The two ring layouts of a pipe: (guest-to-host, host-to-guest).
-pub fn pipe_layouts(info: &PipeInfo, region_size: u64) -> Result<(RingLayout, RingLayout), RingError> {
+pub fn pipe_layouts(
+    info: &PipeInfo,
+    region_size: u64,
+) -> Result<(RingLayout, RingLayout), RingError> {
     let up = RingLayout::new(info.shm_offset, info.ring_size, region_size)?;
     let down_base = info
         .shm_offset
@@ -87,20 +90,40 @@ pub struct PipeEnd<M, D, I> {
     rx: Consumer<M>,
     data_bell: D,
     space_bell: D,
-    irq: I,
+    data_irq: I,
+    space_irq: I,
     bugs: u32,
     frames: FrameDecoder,
 }
 
 impl<M: SharedMemory + Clone, D: Doorbell, I: IrqWaiter> PipeEnd<M, D, I> {
     /// Attaches to a pipe the host has set up. `bells` are the pipe's two host doorbells
-    /// (`host_doorbell` and `host_doorbell + 1`).
-    pub async fn attach(mem: M, info: &PipeInfo, bells: (D, D), irq: I, bugs: u32) -> Result<Self, PipeError> {
+    /// (`host_doorbell` and `host_doorbell + 1`); `irqs` are the interrupt line as waited on
+    /// for data and for space (the same line in hardware; separate handles let a simulation
+    /// tell what a parked thread waits for).
+    pub async fn attach(
+        mem: M,
+        info: &PipeInfo,
+        bells: (D, D),
+        irqs: (I, I),
+        bugs: u32,
+    ) -> Result<Self, PipeError> {
         let (up, down) = pipe_layouts(info, mem.size())?;
         let tx = Producer::attach(mem.clone(), up).await?;
         let rx = Consumer::attach(mem, down).await?;
         let (data_bell, space_bell) = bells;
-        Ok(Self { id: info.pipe_id, tx, rx, data_bell, space_bell, irq, bugs, frames: FrameDecoder::new() })
+        let (data_irq, space_irq) = irqs;
+        Ok(Self {
+            id: info.pipe_id,
+            tx,
+            rx,
+            data_bell,
+            space_bell,
+            data_irq,
+            space_irq,
+            bugs,
+            frames: FrameDecoder::new(),
+        })
     }
 
     /// Attaches with planted ring bugs on the guest's rings (see `ring_pipe::planted`).
@@ -117,7 +140,7 @@ impl<M: SharedMemory + Clone, D: Doorbell, I: IrqWaiter> PipeEnd<M, D, I> {
     /// Writes all of `data`, sleeping while the ring is full.
     pub async fn write_all(&mut self, mut data: &[u8]) -> Result<(), PipeError> {
         while !data.is_empty() {
-            let ticket = self.irq.ticket();
+            let ticket = self.space_irq.ticket();
             match self.tx.try_write(data).await {
                 Ok(n) => {
                     data = &data[n..];
@@ -138,7 +161,7 @@ impl<M: SharedMemory + Clone, D: Doorbell, I: IrqWaiter> PipeEnd<M, D, I> {
 
     async fn sleep_for_space(&mut self, ticket: u64) -> Result<(), PipeError> {
         if self.tx.prepare_wait().await? {
-            self.irq.wait(ticket).await;
+            self.space_irq.wait(ticket).await;
         }
         self.tx.end_wait().await?;
         Ok(())
@@ -150,7 +173,7 @@ impl<M: SharedMemory + Clone, D: Doorbell, I: IrqWaiter> PipeEnd<M, D, I> {
             return Ok(0);
         }
         loop {
-            let ticket = self.irq.ticket();
+            let ticket = self.data_irq.ticket();
             match self.rx.try_read(buf).await {
                 Ok(n) => {
                     if n > 0 && self.rx.writer_wants_wake().await? {
@@ -160,7 +183,7 @@ impl<M: SharedMemory + Clone, D: Doorbell, I: IrqWaiter> PipeEnd<M, D, I> {
                 }
                 Err(RingError::WouldBlock) => {
                     if self.rx.prepare_wait().await? {
-                        self.irq.wait(ticket).await;
+                        self.data_irq.wait(ticket).await;
                     }
                     self.rx.end_wait().await?;
                 }
@@ -202,6 +225,11 @@ impl<M: SharedMemory + Clone, D: Doorbell, I: IrqWaiter> PipeEnd<M, D, I> {
         }
     }
 
+    /// Raw bytes already read past the last frame (for protocols that switch to raw bytes).
+    pub fn take_buffered(&mut self) -> Vec<u8> {
+        self.frames.take_pending()
+    }
+
     /// Ends the guest's writing: the host reads the rest, then end-of-file.
     pub async fn close_write(&mut self) -> Result<(), PipeError> {
         self.tx.close().await?;
@@ -223,13 +251,17 @@ impl<M, D, I> embedded_io::ErrorType for PipeEnd<M, D, I> {
     type Error = PipeError;
 }
 
-impl<M: SharedMemory + Clone, D: Doorbell, I: IrqWaiter> embedded_io_async::Read for PipeEnd<M, D, I> {
+impl<M: SharedMemory + Clone, D: Doorbell, I: IrqWaiter> embedded_io_async::Read
+    for PipeEnd<M, D, I>
+{
     async fn read(&mut self, buf: &mut [u8]) -> Result<usize, PipeError> {
         PipeEnd::read(self, buf).await
     }
 }
 
-impl<M: SharedMemory + Clone, D: Doorbell, I: IrqWaiter> embedded_io_async::Write for PipeEnd<M, D, I> {
+impl<M: SharedMemory + Clone, D: Doorbell, I: IrqWaiter> embedded_io_async::Write
+    for PipeEnd<M, D, I>
+{
     async fn write(&mut self, buf: &[u8]) -> Result<usize, PipeError> {
         self.write_all(buf).await?;
         Ok(buf.len())

@@ -117,6 +117,12 @@ impl FrameDecoder {
         self.buf.len()
     }
 
+    /// Takes the buffered bytes that follow the last complete frame: a protocol that switches
+    /// from frames to raw bytes must not lose what was read along with its last frame.
+    pub fn take_pending(&mut self) -> Vec<u8> {
+        core::mem::take(&mut self.buf)
+    }
+
     /// At end of stream: an error if a partial frame is left over.
     pub fn finish(&self) -> Result<(), FrameError> {
         if self.poisoned {

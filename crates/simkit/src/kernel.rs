@@ -191,7 +191,9 @@ impl Kernel {
 
     fn current_name(&self) -> Rc<str> {
         match (self.current, &self.label) {
-            (Some(id), Some(label)) => Rc::from(format!("{}/{label}", self.actors[id.index()].name)),
+            (Some(id), Some(label)) => {
+                Rc::from(format!("{}/{label}", self.actors[id.index()].name))
+            }
             (Some(id), None) => self.actors[id.index()].name.clone(),
             (None, _) => Rc::from("kernel"),
         }

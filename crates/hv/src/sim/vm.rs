@@ -87,20 +87,22 @@ impl SimVm {
         *self.inner.handler.borrow_mut() = Some(handler);
     }
 
+    /// Ready when the VM runs; registers the waker while it is paused.
+    pub fn poll_runnable(&self, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        if self.inner.paused.get() {
+            self.inner
+                .resume_waiters
+                .borrow_mut()
+                .push(cx.waker().clone());
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    }
+
     /// Holds the calling vCPU while the VM is paused.
     pub async fn wait_runnable(&self) {
-        poll_fn(|cx| {
-            if self.inner.paused.get() {
-                self.inner
-                    .resume_waiters
-                    .borrow_mut()
-                    .push(cx.waker().clone());
-                Poll::Pending
-            } else {
-                Poll::Ready(())
-            }
-        })
-        .await;
+        poll_fn(|cx| self.poll_runnable(cx)).await;
     }
 }
 

@@ -1,0 +1,203 @@
+//! The host's end of a pipe: it reads the guest-to-host ring and writes the host-to-guest ring,
+//! sleeping on the pipe's two doorbells (eventfd semantics: rings before the wait are counted,
+//! so no ticket is needed) and raising the guest's interrupt line when the suppression handshake
+//! says the guest waits.
+
+use crate::Platform;
+use hv::{EventWaiter, IrqRaiser};
+use ring_pipe::frame::{FrameDecoder, FrameError, frame_to_vec};
+use ring_pipe::msg::{DecodeError, PipeInfo};
+use ring_pipe::{Consumer, HEADER_LEN, Producer, RingError, RingLayout, SharedMemory};
+use std::fmt;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HostPipeError {
+    Ring(RingError),
+    Frame(FrameError),
+    Decode(DecodeError),
+}
+
+impl From<RingError> for HostPipeError {
+    fn from(e: RingError) -> Self {
+        HostPipeError::Ring(e)
+    }
+}
+impl From<FrameError> for HostPipeError {
+    fn from(e: FrameError) -> Self {
+        HostPipeError::Frame(e)
+    }
+}
+impl From<DecodeError> for HostPipeError {
+    fn from(e: DecodeError) -> Self {
+        HostPipeError::Decode(e)
+    }
+}
+
+impl fmt::Display for HostPipeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HostPipeError::Ring(e) => write!(f, "ring: {e}"),
+            HostPipeError::Frame(e) => write!(f, "frame: {e}"),
+            HostPipeError::Decode(e) => write!(f, "message: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for HostPipeError {}
+
+/// The two ring layouts of a pipe: (guest-to-host, host-to-guest).
+pub fn layouts(info: &PipeInfo, region_size: u64) -> Result<(RingLayout, RingLayout), RingError> {
+    let up = RingLayout::new(info.shm_offset, info.ring_size, region_size)?;
+    let down = RingLayout::new(
+        info.shm_offset + HEADER_LEN + info.ring_size,
+        info.ring_size,
+        region_size,
+    )?;
+    Ok((up, down))
+}
+
+/// Bytes a pipe with rings of `ring_size` occupies.
+pub fn pipe_len(ring_size: u64) -> u64 {
+    2 * (HEADER_LEN + ring_size)
+}
+
+pub struct HostPipe<P: Platform> {
+    info: PipeInfo,
+    rx: Consumer<P::Mem>,
+    tx: Producer<P::Mem>,
+    data_bell: P::Waiter,
+    space_bell: P::Waiter,
+    irq: P::Irq,
+    frames: FrameDecoder,
+}
+
+impl<P: Platform> HostPipe<P> {
+    /// Writes fresh ring headers for a new pipe (before the guest learns of it).
+    pub async fn init(platform: &P, info: &PipeInfo) -> Result<(), HostPipeError> {
+        let mem = platform.memory();
+        let (up, down) = layouts(info, mem.size())?;
+        let start = platform.start_cursor();
+        up.init(&mem, start).await.map_err(RingError::from)?;
+        down.init(&mem, start).await.map_err(RingError::from)?;
+        Ok(())
+    }
+
+    pub async fn attach(
+        platform: &P,
+        info: &PipeInfo,
+        ring_bugs: u32,
+    ) -> Result<Self, HostPipeError> {
+        let (up, down) = layouts(info, platform.memory().size())?;
+        // The relay may touch only its own pipe's rings.
+        let mem = platform.pipe_memory(info.shm_offset, pipe_len(info.ring_size));
+        let rx = Consumer::attach(mem.clone(), up)
+            .await?
+            .with_planted(ring_bugs);
+        let tx = Producer::attach(mem, down).await?.with_planted(ring_bugs);
+        Ok(Self {
+            info: *info,
+            rx,
+            tx,
+            data_bell: platform.doorbell(info.host_doorbell),
+            space_bell: platform.doorbell(info.host_doorbell + 1),
+            irq: platform.irq(),
+            frames: FrameDecoder::new(),
+        })
+    }
+
+    pub fn info(&self) -> &PipeInfo {
+        &self.info
+    }
+
+    /// Reads at least one byte; `Ok(0)` once the guest closed its write side and all is read.
+    pub async fn read(&mut self, buf: &mut [u8]) -> Result<usize, HostPipeError> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            match self.rx.try_read(buf).await {
+                Ok(n) => {
+                    if n > 0 && self.rx.writer_wants_wake().await? {
+                        self.irq.raise();
+                    }
+                    return Ok(n);
+                }
+                Err(RingError::WouldBlock) => {
+                    if self.rx.prepare_wait().await? {
+                        self.data_bell.wait().await;
+                    }
+                    self.rx.end_wait().await?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Writes all of `data`; fails with `PeerClosed` if the guest stopped reading.
+    pub async fn write_all(&mut self, mut data: &[u8]) -> Result<(), HostPipeError> {
+        while !data.is_empty() {
+            match self.tx.try_write(data).await {
+                Ok(n) => {
+                    data = &data[n..];
+                    if self.tx.reader_wants_wake().await? {
+                        self.irq.raise();
+                    }
+                }
+                Err(RingError::WouldBlock) => {
+                    if self.tx.prepare_wait().await? {
+                        self.space_bell.wait().await;
+                    }
+                    self.tx.end_wait().await?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn send_frame(&mut self, payload: &[u8]) -> Result<(), HostPipeError> {
+        self.write_all(&frame_to_vec(payload)?).await
+    }
+
+    /// The next frame from the guest, or `None` at a clean end of stream.
+    pub async fn recv_frame(&mut self) -> Result<Option<Vec<u8>>, HostPipeError> {
+        let mut buf = [0u8; 512];
+        loop {
+            if let Some(frame) = self.frames.next_frame()? {
+                return Ok(Some(frame));
+            }
+            match self.read(&mut buf).await? {
+                0 => {
+                    self.frames.finish()?;
+                    return Ok(None);
+                }
+                n => self.frames.push(&buf[..n]),
+            }
+        }
+    }
+
+    /// Raw bytes already read past the last frame (for protocols that switch to raw bytes).
+    pub fn take_buffered(&mut self) -> Vec<u8> {
+        self.frames.take_pending()
+    }
+
+    /// Ends the host's writing and tells the guest.
+    pub async fn close_write(&mut self) -> Result<(), HostPipeError> {
+        self.tx.close().await?;
+        self.irq.raise();
+        Ok(())
+    }
+
+    /// Stops reading the guest.
+    pub async fn close_read(&mut self) -> Result<(), HostPipeError> {
+        self.rx.close().await?;
+        self.irq.raise();
+        Ok(())
+    }
+
+    /// Closes both directions, ignoring errors (used on the way out of a failed relay).
+    pub async fn shut(&mut self) {
+        let _ = self.close_read().await;
+        let _ = self.close_write().await;
+    }
+}
