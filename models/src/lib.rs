@@ -6,6 +6,7 @@
 pub mod conservation;
 pub mod litmus;
 pub mod liveness;
+pub mod pipes;
 
 /// One failed check.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -6,8 +6,8 @@
 //! delivery sets a pending latch and wakes the waiter; `wait` returns at once if the latch is set
 //! and clears it, so a ring that lands before the waiter parks is not lost. Several rings before
 //! a wait coalesce into one. Faults injected: delivery latency, and spurious wake-ups (under
-//! buggify, a delivery that wakes the waiter without setting the latch: `wait` returns anyway,
-//! and the waiter must re-check its condition).
+//! buggify, an extra wake on top of the delivery that does not set the latch: `wait` returns
+//! anyway, and the waiter must re-check its condition).
 //!
 //! Planted bug `mailbox-lost-wakeup` clears the latch when the waiter arms, as Arca's `wfi`
 //! checks `INTERRUPTED` only after `hlt`: a ring delivered between the check and the sleep is lost.
@@ -49,10 +49,20 @@ impl Doorbell {
         if self.ctx.buggify() {
             latency += self.ctx.choose(20_001);
         }
-        let spurious = self.ctx.buggify();
         let edge = self.ctx.sync_release();
         self.ctx
             .trace("ring", format_args!("{} latency={latency}", self.name));
+        self.deliver_at(latency, Some(edge));
+        // A spurious wake-up comes on top of the real delivery, never instead of it.
+        if self.ctx.buggify() {
+            let extra = self.ctx.choose(2_001);
+            self.deliver_at(extra, None);
+        }
+    }
+
+    /// Schedules a delivery: a real one (sets the latch, carries the ringer's edge) or, with
+    /// `None`, a spurious wake-up.
+    fn deliver_at(&self, latency: u64, edge: Option<SyncToken>) {
         let (state, name) = (self.state.clone(), self.name);
         self.ctx.with(|k| {
             let at = k.now() + latency;
@@ -60,16 +70,17 @@ impl Doorbell {
                 at,
                 Box::new(move |k| {
                     let mut s = state.borrow_mut();
-                    s.edge.merge(&edge);
-                    if spurious {
-                        s.spurious = true;
-                    } else {
-                        s.pending = true;
+                    match &edge {
+                        Some(edge) => {
+                            s.edge.merge(edge);
+                            s.pending = true;
+                        }
+                        None => s.spurious = true,
                     }
                     k.trace_as(
                         name,
                         "deliver",
-                        format_args!("{}", if spurious { "spurious" } else { "irq" }),
+                        format_args!("{}", if edge.is_some() { "irq" } else { "spurious" }),
                     );
                     if let Some(w) = s.waiter.take() {
                         w.wake();

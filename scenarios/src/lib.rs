@@ -10,6 +10,7 @@ mod doorbell;
 mod harness;
 mod litmus;
 mod mailbox;
+mod pipes;
 
 pub use harness::{
     RunReport, RunSpec, Setup, SpecError, StrategyName, run, source_label, validate,
@@ -64,6 +65,7 @@ static CATALOGUE: &[&dyn Scenario] = &[
     &litmus::LITMUS_LB,
     &litmus::LITMUS_IRIW,
     &calibration::CalibDepth2,
+    &pipes::echo::PipeEcho,
 ];
 
 pub fn catalogue() -> &'static [&'static dyn Scenario] {

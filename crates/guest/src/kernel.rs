@@ -47,9 +47,12 @@ impl Wake for ThreadWake {
     }
 }
 
+/// A kernel thread's body.
+type ThreadFuture = Pin<Box<dyn Future<Output = ()>>>;
+
 struct Thread {
     name: String,
-    future: Option<Pin<Box<dyn Future<Output = ()>>>>,
+    future: Option<ThreadFuture>,
     wake: Arc<ThreadWake>,
     waker: Waker,
     queued: bool,
@@ -61,7 +64,7 @@ struct State {
     run_queue: VecDeque<usize>,
     current: Option<usize>,
     yield_requested: bool,
-    spawned: Vec<(String, Pin<Box<dyn Future<Output = ()>>>)>,
+    spawned: Vec<(String, ThreadFuture)>,
 }
 
 /// A handle kernel threads use to spawn threads and to yield the CPU.

@@ -214,7 +214,14 @@ impl Future for Join {
                 a.joiners.push(cx.waker().clone());
                 Poll::Pending
             }
-            _ => Poll::Ready(()),
+            Some(a) => {
+                let edge = a.edge.clone();
+                if let (Some(edge), Some(me)) = (edge, k.current) {
+                    k.mem.sync_join(me.index(), self.id.index(), &edge);
+                }
+                Poll::Ready(())
+            }
+            None => Poll::Ready(()),
         }
     }
 }

@@ -266,7 +266,14 @@ impl Sim {
             return;
         };
         let waker = slot.waker.clone();
-        self.kernel.borrow_mut().current = Some(id);
+        {
+            let mut k = self.kernel.borrow_mut();
+            k.current = Some(id);
+            // First step of a spawned actor: acquire the spawner's edge.
+            if let Some(edge) = k.actors[id.index()].edge.take() {
+                k.mem.sync_acquire(id.index(), &edge);
+            }
+        }
         let mut cx = Context::from_waker(&waker);
         POLLING_ACTOR.with(|p| p.set(true));
         let result = catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut cx)));
@@ -280,6 +287,9 @@ impl Sim {
             }
             Ok(Poll::Ready(())) => {
                 k.actors[id.index()].finished = true;
+                // Finishing synchronises-with every join of this actor.
+                let edge = k.mem.exit_edge(id.index());
+                k.actors[id.index()].edge = Some(edge);
                 let name = k.actors[id.index()].name.clone();
                 k.trace_as(&name, "exit", format_args!(""));
                 for w in std::mem::take(&mut k.actors[id.index()].joiners) {

@@ -48,6 +48,9 @@ pub(crate) struct ActorInfo {
     pub daemon: bool,
     pub finished: bool,
     pub joiners: Vec<Waker>,
+    /// Happens-before edge from the spawner (acquired at the first step) and, once finished,
+    /// from the actor's last step (acquired by joiners).
+    pub edge: Option<crate::memory::SyncToken>,
     /// Consecutive steps this actor ran and stayed runnable without a progress mark.
     pub since_progress: u64,
 }
@@ -247,12 +250,16 @@ impl Kernel {
             "spawn",
             format_args!("{name}{}", if daemon { " daemon" } else { "" }),
         );
+        // Spawning synchronises-with the start of the new actor (C11 thread creation; on x86 a
+        // serializing system call).
+        let spawner_edge = self.current.map(|me| self.mem.sync_release(me.index()));
         self.actors.push(ActorInfo {
             name: Rc::from(name.as_str()),
             daemon,
             finished: false,
             joiners: Vec::new(),
             since_progress: 0,
+            edge: spawner_edge,
         });
         self.spawned.push((id, fut));
         id

@@ -2,8 +2,8 @@
 //!
 //! Model: `ring` is serializing for the ringer and delivers after a seeded latency; delivery adds
 //! one to the counter and wakes every waiter; `wait` returns and clears the count, so rings that
-//! land before a wait coalesce into one wake. Faults: latency, and (under buggify) a delivery
-//! that is only a spurious wake-up: `wait` returns 0 and the caller must re-check.
+//! land before a wait coalesce into one wake. Faults: latency, and (under buggify) an extra
+//! spurious wake-up on top of the delivery: `wait` returns 0 and the caller must re-check.
 
 use crate::sim::delivery_latency;
 use crate::{Doorbell, EventWaiter};
@@ -56,10 +56,22 @@ impl Doorbell for SimEventFd {
     fn ring(&self) {
         let edge = self.ctx.sync_release();
         let latency = delivery_latency(&self.ctx, self.base_latency_ns);
-        let spurious = self.ctx.buggify();
         self.ctx
             .trace("ring", format_args!("{} latency={latency}", self.name));
         self.state.borrow_mut().rings += 1;
+        self.deliver_at(latency, Some(edge));
+        // A spurious wake-up comes on top of the real delivery, never instead of it.
+        if self.ctx.buggify() {
+            let extra = delivery_latency(&self.ctx, self.base_latency_ns);
+            self.deliver_at(extra, None);
+        }
+    }
+}
+
+impl SimEventFd {
+    /// Schedules a delivery: a real ring (adds one, with the ringer's edge) or, with `None`, a
+    /// spurious wake-up (the waiter returns 0).
+    fn deliver_at(&self, latency: u64, edge: Option<SyncToken>) {
         let (state, name) = (self.state.clone(), self.name.clone());
         self.ctx.with(|k| {
             let at = k.now() + latency;
@@ -67,22 +79,16 @@ impl Doorbell for SimEventFd {
                 at,
                 Box::new(move |k| {
                     let mut s = state.borrow_mut();
-                    s.edge.merge(&edge);
-                    if spurious {
-                        s.spurious = true;
-                    } else {
-                        s.count += 1;
-                        s.deliveries += 1;
+                    match &edge {
+                        Some(edge) => {
+                            s.edge.merge(edge);
+                            s.count += 1;
+                            s.deliveries += 1;
+                        }
+                        None => s.spurious = true,
                     }
-                    k.trace_as(
-                        &name,
-                        "deliver",
-                        format_args!(
-                            "count={}{}",
-                            s.count,
-                            if spurious { " spurious" } else { "" }
-                        ),
-                    );
+                    let kind = if edge.is_some() { "" } else { " spurious" };
+                    k.trace_as(&name, "deliver", format_args!("count={}{kind}", s.count));
                     for w in s.waiters.drain(..) {
                         w.wake();
                     }

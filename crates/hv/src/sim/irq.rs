@@ -2,7 +2,8 @@
 //!
 //! Model: `raise` is serializing for the host and delivers after a seeded latency; a delivery
 //! advances the line's epoch and wakes every halted thread (as Arca requeues every WFI thread).
-//! A guest thread takes a ticket (the current epoch) *before* checking its wake condition and
+//! A guest thread takes a ticket (the current epoch; observing it acquires what the raises
+//! published) *before* checking its wake condition and
 //! then waits for an epoch newer than the ticket, so an interrupt delivered between the check and
 //! the halt is kept in that thread's latch and not lost, and one thread's wake-up never consumes
 //! another's. Entering the halt is a step of its own. Faults: delivery latency, spurious
@@ -62,9 +63,21 @@ impl IrqRaiser for SimIrqLine {
     fn raise(&self) {
         let edge = self.ctx.sync_release();
         let latency = delivery_latency(&self.ctx, self.base_latency_ns);
-        let spurious = self.ctx.buggify();
         self.ctx
             .trace("irq", format_args!("{} latency={latency}", self.name));
+        self.deliver_at(latency, Some(edge));
+        // A spurious wake-up comes on top of the real delivery, never instead of it.
+        if self.ctx.buggify() {
+            let extra = delivery_latency(&self.ctx, self.base_latency_ns);
+            self.deliver_at(extra, None);
+        }
+    }
+}
+
+impl SimIrqLine {
+    /// Schedules a delivery: a real interrupt (with the raiser's edge) or, with `None`, a
+    /// spurious wake-up of every halted thread.
+    fn deliver_at(&self, latency: u64, edge: Option<SyncToken>) {
         let (state, name) = (self.state.clone(), self.name.clone());
         self.ctx.with(|k| {
             let at = k.now() + latency;
@@ -72,21 +85,15 @@ impl IrqRaiser for SimIrqLine {
                 at,
                 Box::new(move |k| {
                     let mut s = state.borrow_mut();
-                    s.edge.merge(&edge);
-                    if spurious {
-                        s.spurious += 1;
-                    } else {
-                        s.epoch += 1;
+                    match &edge {
+                        Some(edge) => {
+                            s.edge.merge(edge);
+                            s.epoch += 1;
+                        }
+                        None => s.spurious += 1,
                     }
-                    k.trace_as(
-                        &name,
-                        "deliver",
-                        format_args!(
-                            "epoch={}{}",
-                            s.epoch,
-                            if spurious { " spurious" } else { "" }
-                        ),
-                    );
+                    let kind = if edge.is_some() { "" } else { " spurious" };
+                    k.trace_as(&name, "deliver", format_args!("epoch={}{kind}", s.epoch));
                     for w in s.waiters.drain(..) {
                         w.wake();
                     }
@@ -98,7 +105,10 @@ impl IrqRaiser for SimIrqLine {
 
 impl IrqWaiter for SimIrqLine {
     fn ticket(&self) -> u64 {
-        self.state.borrow().epoch
+        // Observing a delivered interrupt synchronises with its raise, as taking it would.
+        let s = self.state.borrow();
+        self.ctx.sync_acquire(&s.edge);
+        s.epoch
     }
 
     async fn wait(&self, ticket: u64) {

@@ -343,6 +343,21 @@ impl Memory {
         }
     }
 
+    /// An actor's edge at exit, taken without draining anything: a thread's exit is not a point
+    /// other CPUs must wait for. Whoever joins it drains its buffer first (`sync_join`).
+    pub fn exit_edge(&mut self, actor: usize) -> SyncToken {
+        match self.mode {
+            MemMode::Relaxed => SyncToken(Some(self.relaxed.release_clock(actor))),
+            MemMode::Sc | MemMode::Tso => SyncToken(None),
+        }
+    }
+
+    /// `joiner` joins the finished `child`: everything the child stored is visible after it.
+    pub fn sync_join(&mut self, joiner: usize, child: usize, exit_edge: &SyncToken) {
+        self.flush(child);
+        self.sync_acquire(joiner, exit_edge);
+    }
+
     /// The woken side of a kernel-mediated signal.
     pub fn sync_acquire(&mut self, actor: usize, token: &SyncToken) {
         if let (MemMode::Relaxed, Some(clock)) = (self.mode, &token.0) {

@@ -1,0 +1,6 @@
+//! Ring-pipe scenarios: a guest kernel and the host monitor over simulated shared memory and
+//! hypervisor events.
+
+pub mod echo;
+pub mod files;
+pub mod world;
