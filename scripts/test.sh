@@ -17,6 +17,9 @@ passed=$(grep -Eo '^test result: [a-zA-Z]+\. [0-9]+ passed' "$log" | awk '{s+=$4
 failed=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s+=$1} END {print s+0}')
 rm -f "$log"
 
+echo "== acceptance sweeps (release build)"
+bash scripts/acceptance.sh
+
 echo "== fuzz smoke (cargo-fuzz on stable, no sanitizer)"
 if ! command -v cargo-fuzz >/dev/null 2>&1; then
   cargo install cargo-fuzz --version 0.13.2 --locked

@@ -28,3 +28,4 @@ macro_rules! snapshot {
 snapshot!(mailbox_seed_1, "mailbox", 1);
 snapshot!(litmus_sb_seed_1, "litmus-sb", 1);
 snapshot!(calib_depth2_seed_1, "calib-depth2", 1);
+snapshot!(pipe_echo_seed_1, "pipe-echo", 1);

@@ -94,6 +94,9 @@ pub struct SweepArgs {
     /// Worker threads (default: every core).
     #[arg(long)]
     pub jobs: Option<usize>,
+    /// Stop at the first failing seed (the smallest one, whatever the number of jobs).
+    #[arg(long)]
+    pub stop_at_first: bool,
     /// Where reports go.
     #[arg(long, default_value = "reports")]
     pub reports: PathBuf,

@@ -65,9 +65,12 @@ fn run_parallel(
     spec: &RunSpec,
     seeds: (u64, u64),
     jobs: usize,
+    stop_at_first: bool,
     done: &AtomicU64,
 ) -> Result<Vec<SeedResult>, String> {
     let next = AtomicU64::new(seeds.0);
+    // With `stop_at_first`, no seed above the smallest failing seed found so far is started.
+    let limit = AtomicU64::new(seeds.1);
     let results = Mutex::new(Vec::new());
     let error = Mutex::new(None);
     std::thread::scope(|scope| {
@@ -76,14 +79,19 @@ fn run_parallel(
                 let mut mine = Vec::new();
                 loop {
                     let seed = next.fetch_add(1, Ordering::Relaxed);
-                    if seed >= seeds.1 {
+                    if seed >= limit.load(Ordering::Relaxed) {
                         break;
                     }
                     match run_seed(spec, seed) {
-                        Ok(r) => mine.push(r),
+                        Ok(r) => {
+                            if stop_at_first && r.first_violation.is_some() {
+                                limit.fetch_min(seed + 1, Ordering::Relaxed);
+                            }
+                            mine.push(r);
+                        }
                         Err(e) => {
                             *error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
-                            next.store(seeds.1, Ordering::Relaxed);
+                            limit.store(0, Ordering::Relaxed);
                         }
                     }
                     done.fetch_add(1, Ordering::Relaxed);
@@ -100,6 +108,10 @@ fn run_parallel(
     }
     let mut results = results.into_inner().unwrap_or_else(|p| p.into_inner());
     results.sort_by_key(|r| r.seed);
+    // Results past the first failure are dropped, so the outcome does not depend on the jobs.
+    if stop_at_first && let Some(first) = results.iter().position(|r| r.first_violation.is_some()) {
+        results.truncate(first + 1);
+    }
     Ok(results)
 }
 
@@ -131,7 +143,7 @@ pub fn run(args: SweepArgs) -> Result<ExitCode, UsageError> {
     let started = Instant::now(); // determinism-ok: wall time of the sweep harness, outside every simulated run.
     let tty = std::io::stderr().is_terminal();
     let results = std::thread::scope(|scope| {
-        let worker = scope.spawn(|| run_parallel(&spec, seeds, jobs, &done));
+        let worker = scope.spawn(|| run_parallel(&spec, seeds, jobs, args.stop_at_first, &done));
         while tty && !worker.is_finished() {
             progress_bar(done.load(Ordering::Relaxed), total, started);
             std::thread::sleep(Duration::from_millis(100));
@@ -157,7 +169,7 @@ pub fn run(args: SweepArgs) -> Result<ExitCode, UsageError> {
         .collect();
     let dir = write_report(&args, &spec, seeds, &results, wall)
         .map_err(|e| UsageError(format!("writing report: {e}")))?;
-    let rate = total as f64 / wall.as_secs_f64().max(1e-9);
+    let rate = results.len() as f64 / wall.as_secs_f64().max(1e-9);
     for f in failures.iter().take(5) {
         println!(
             "fail seed={} trace={:016x} {}",

@@ -415,3 +415,48 @@ fn shrink_keeps_the_failure_and_never_grows_the_stream() {
     )));
     assert!(stdout(&r).contains("[liveness]"));
 }
+
+#[test]
+fn stop_at_first_reports_the_smallest_failing_seed_for_any_job_count() {
+    let dir = scratch("first");
+    let d = dir.to_str().expect("utf8");
+    let first_of = |o: &Output| {
+        last_line(o)
+            .split("first_failure=")
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .map(str::to_string)
+    };
+    let full = sim(&[
+        "sweep",
+        "--scenario",
+        "litmus-sb",
+        "--mem",
+        "tso",
+        "--seeds",
+        "0..400",
+        "--jobs",
+        "1",
+        "--reports",
+        d,
+    ]);
+    for jobs in ["1", "2"] {
+        let o = sim(&[
+            "sweep",
+            "--scenario",
+            "litmus-sb",
+            "--mem",
+            "tso",
+            "--seeds",
+            "0..400",
+            "--stop-at-first",
+            "--jobs",
+            jobs,
+            "--reports",
+            d,
+        ]);
+        assert_eq!(o.status.code(), Some(1));
+        assert_eq!(first_of(&o), first_of(&full), "{}", last_line(&o));
+        assert!(last_line(&o).contains("failures=1 "), "{}", last_line(&o));
+    }
+}
