@@ -119,14 +119,14 @@ struct Plan {
 }
 
 #[derive(Default)]
-struct Results {
-    received: BTreeMap<usize, Vec<u8>>,
-    errors: Vec<String>,
+pub(crate) struct Results {
+    pub(crate) received: BTreeMap<usize, Vec<u8>>,
+    pub(crate) errors: Vec<String>,
 }
 
-type Shared = Rc<RefCell<Results>>;
+pub(crate) type Shared = Rc<RefCell<Results>>;
 
-fn record_error(results: &Shared, what: String) {
+pub(crate) fn record_error(results: &Shared, what: String) {
     results.borrow_mut().errors.push(what);
 }
 
@@ -326,7 +326,7 @@ async fn guest_main(
     control.shutdown().await
 }
 
-async fn send(
+pub(crate) async fn send(
     i: usize,
     mut end: GuestPipe,
     data: &[u8],
@@ -347,7 +347,12 @@ async fn send(
     }
 }
 
-async fn receive(i: usize, mut end: GuestPipe, abandon_after: Option<usize>, results: &Shared) {
+pub(crate) async fn receive(
+    i: usize,
+    mut end: GuestPipe,
+    abandon_after: Option<usize>,
+    results: &Shared,
+) {
     let mut got = Vec::new();
     let mut buf = [0u8; 512];
     loop {

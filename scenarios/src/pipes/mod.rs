@@ -3,4 +3,5 @@
 
 pub mod echo;
 pub mod files;
+pub mod hostile;
 pub mod world;

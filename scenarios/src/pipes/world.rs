@@ -26,8 +26,15 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 
-/// Pipes as the guest saw them on the wire (PipeReady replies), by id.
-pub type Registry = Rc<RefCell<BTreeMap<u64, PipeInfo>>>;
+/// Pipes as the guest saw them on the wire (PipeReady replies), by id, and the pipes a hostile
+/// guest scribbles on (their headers mean nothing, so no wake condition is derived from them).
+#[derive(Default)]
+pub struct PipeBook {
+    pub pipes: BTreeMap<u64, PipeInfo>,
+    pub untrusted: std::collections::BTreeSet<u64>,
+}
+
+pub type Registry = Rc<RefCell<PipeBook>>;
 
 /// (guest-to-host ring, host-to-guest ring) of a pipe.
 pub fn rings(info: &PipeInfo) -> (RingAt, RingAt) {
@@ -49,14 +56,16 @@ fn ring_condition(
 ) -> WaitCondition {
     let registry = registry.clone();
     Rc::new(move |mem: &Memory| {
-        registry.borrow().get(&pipe).is_some_and(|info| {
-            let (ring, for_data) = pick(info);
-            if for_data {
-                readable_or_closed(mem, ring)
-            } else {
-                writable_or_closed(mem, ring)
-            }
-        })
+        let book = registry.borrow();
+        !book.untrusted.contains(&pipe)
+            && book.pipes.get(&pipe).is_some_and(|info| {
+                let (ring, for_data) = pick(info);
+                if for_data {
+                    readable_or_closed(mem, ring)
+                } else {
+                    writable_or_closed(mem, ring)
+                }
+            })
     })
 }
 
@@ -202,7 +211,7 @@ pub struct GuestEnv {
 impl GuestEnv {
     /// Attaches to a pipe described by a PipeReady reply (recording it as seen on the wire).
     pub async fn attach(&self, info: &PipeInfo) -> Result<GuestPipe, PipeError> {
-        self.registry.borrow_mut().insert(info.pipe_id, *info);
+        self.registry.borrow_mut().pipes.insert(info.pipe_id, *info);
         let id = info.pipe_id;
         let watched = |what: &str, pick: fn(&PipeInfo) -> (RingAt, bool)| WatchedIrq {
             line: self.vm.irq_line(0),
@@ -261,7 +270,7 @@ impl PipeWorld {
         let vm = SimVm::new(ctx.clone(), 500);
         vm.plant_irq_bugs(bugs.hv);
         let registry: Registry = Rc::default();
-        registry.borrow_mut().insert(0, control_pipe_info());
+        registry.borrow_mut().pipes.insert(0, control_pipe_info());
         let platform = SimPlatform {
             ctx: ctx.clone(),
             shm: host_memory.clone(),
