@@ -4,6 +4,7 @@
 //! independent reference models.
 
 pub mod conservation;
+pub mod files;
 pub mod litmus;
 pub mod liveness;
 pub mod pipes;

@@ -207,3 +207,37 @@ mod tests {
         );
     }
 }
+
+/// A pipe placement event as the guest saw it on the control pipe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlacementEvent {
+    /// PipeReady: `id` occupies `[offset, offset + len)`.
+    Ready { id: u64, offset: u64, len: u64 },
+    /// The guest's ClosePipe for `id` was acknowledged.
+    Closed { id: u64 },
+}
+
+/// Region ownership: no pipe is placed over a pipe the guest has not closed yet.
+pub fn check_placements(events: &[PlacementEvent]) -> Vec<Violation> {
+    let mut live: Vec<(u64, u64, u64)> = Vec::new();
+    for e in events {
+        match *e {
+            PlacementEvent::Ready { id, offset, len } => {
+                if let Some((other, ..)) = live
+                    .iter()
+                    .find(|(_, o, l)| offset < o + l && *o < offset + len)
+                {
+                    return vec![Violation::new(
+                        "region-ownership",
+                        format!(
+                            "pipe {id} placed at {offset}+{len} over pipe {other}, which the guest has not closed"
+                        ),
+                    )];
+                }
+                live.push((id, offset, len));
+            }
+            PlacementEvent::Closed { id } => live.retain(|(i, ..)| *i != id),
+        }
+    }
+    Vec::new()
+}

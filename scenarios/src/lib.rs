@@ -66,6 +66,7 @@ static CATALOGUE: &[&dyn Scenario] = &[
     &litmus::LITMUS_IRIW,
     &calibration::CalibDepth2,
     &pipes::echo::PipeEcho,
+    &pipes::file::PipeFile,
     &pipes::hostile::PipeHostile,
 ];
 

@@ -33,6 +33,11 @@ impl SimFiles {
         }
     }
 
+    /// The store's contents, as the host directory would show them (for oracles).
+    pub fn contents(&self) -> BTreeMap<String, Vec<u8>> {
+        self.files.borrow().clone()
+    }
+
     async fn latency(&self) {
         let ns = self.ctx.choose(2_000);
         self.ctx.sleep(ns).await;
@@ -87,7 +92,11 @@ impl FileStore for SimFiles {
         }
         let files = self.files.borrow();
         let data = files.get(&f.path).ok_or(code::IO)?;
-        let start = f.pos.min(data.len() as u64);
+        // At or past the end: nothing to read, and (as POSIX) the position does not move.
+        if f.pos >= data.len() as u64 {
+            return Ok(Vec::new());
+        }
+        let start = f.pos;
         let n = self.amount(len.min(data.len() as u64 - start));
         f.pos = start + n;
         Ok(data[start as usize..(start + n) as usize].to_vec())

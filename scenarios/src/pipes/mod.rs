@@ -2,6 +2,7 @@
 //! hypervisor events.
 
 pub mod echo;
+pub mod file;
 pub mod files;
 pub mod hostile;
 pub mod world;
