@@ -52,7 +52,7 @@ impl FileModel {
             FileExchange::Read { len, data } => {
                 let available = self.data.len().saturating_sub(self.pos).min(*len as usize);
                 match data {
-                    Ok(d) if d.len() <= available && (d.len() >= 1 || available == 0) => {
+                    Ok(d) if d.len() <= available && (!d.is_empty() || available == 0) => {
                         // `available > 0` whenever `d` is non-empty, so the range is in bounds.
                         let want = self
                             .data
