@@ -114,6 +114,8 @@ pub struct RunReport {
     pub draws: u64,
     pub steps: u64,
     pub sim_ns: u64,
+    /// Quantities the scenario measured (e.g. bytes delivered), for benchmarks.
+    pub metrics: Vec<(&'static str, u64)>,
 }
 
 impl RunReport {
@@ -151,6 +153,7 @@ pub struct Setup {
     pub sim: Sim,
     options: Vec<(String, String)>,
     plant: Option<&'static str>,
+    metrics: Vec<(&'static str, u64)>,
 }
 
 impl Setup {
@@ -165,6 +168,11 @@ impl Setup {
             .with_kernel(|k| k.decisions().range_inclusive(lo, hi));
         self.option(name, v);
         v
+    }
+
+    /// Records a measured quantity (not an option: it does not affect the run).
+    pub fn metric(&mut self, name: &'static str, value: u64) {
+        self.metrics.push((name, value));
     }
 
     /// Records a fixed option.
@@ -239,13 +247,17 @@ pub fn run(spec: &RunSpec) -> Result<RunReport, SpecError> {
         sim,
         options,
         plant: bug.map(|b| b.name),
+        metrics: Vec::new(),
     };
     if let Some(b) = bug {
         setup.option("plant", b.name);
     }
     let violations = scenario.run(&mut setup);
     let Setup {
-        mut sim, options, ..
+        mut sim,
+        options,
+        metrics,
+        ..
     } = setup;
     let (steps, sim_ns) = sim.with_kernel(|k| (k.step(), k.now()));
     Ok(RunReport {
@@ -263,5 +275,6 @@ pub fn run(spec: &RunSpec) -> Result<RunReport, SpecError> {
         draws: sim.decision_count(),
         steps,
         sim_ns,
+        metrics,
     })
 }

@@ -161,9 +161,9 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, UsageError> {
         strategy.name()
     );
     println!(
-        "| scenario | mem | seeds/s | mean steps | decisions/s | events/s | sim-time speedup | failing seeds |"
+        "| scenario | mem | seeds/s | mean steps | decisions/s | events/s | sim-time speedup | pipe bytes/s | failing seeds |"
     );
-    println!("|---|---|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
     let names: Vec<String> = match &args.scenario {
         Some(s) => vec![s.clone()],
         None => scenarios::catalogue()
@@ -175,7 +175,8 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, UsageError> {
         let mut spec = RunSpec::seeded(&name, 0);
         spec.strategy = strategy;
         scenarios::validate(&spec)?;
-        let (mut steps, mut events, mut sim_ns, mut failed) = (0u64, 0u64, 0u64, 0u64);
+        let (mut steps, mut events, mut sim_ns, mut failed, mut bytes) =
+            (0u64, 0u64, 0u64, 0u64, 0u64);
         let mut mem = String::new();
         let t = Instant::now(); // determinism-ok: benchmark wall time, outside the simulated runs being measured.
         for seed in 0..args.seeds {
@@ -185,16 +186,27 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, UsageError> {
             events += r.events;
             sim_ns += r.sim_ns;
             failed += u64::from(!r.passed());
+            bytes += r
+                .metrics
+                .iter()
+                .filter(|(k, _)| *k == "pipe_bytes")
+                .map(|(_, v)| v)
+                .sum::<u64>();
             mem = r.mem.to_string();
         }
         let secs = t.elapsed().as_secs_f64().max(1e-9);
         println!(
-            "| {name} | {mem} | {:.0} | {} | {:.0} | {:.0} | {:.1}x | {failed} |",
+            "| {name} | {mem} | {:.0} | {} | {:.0} | {:.0} | {:.1}x | {} | {failed} |",
             args.seeds as f64 / secs,
             steps / args.seeds.max(1),
             steps as f64 / secs,
             events as f64 / secs,
             sim_ns as f64 / 1e9 / secs,
+            if bytes > 0 {
+                format!("{:.0}", bytes as f64 / secs)
+            } else {
+                "-".to_string()
+            },
         );
     }
     Ok(verdict_code(true))

@@ -227,6 +227,9 @@ impl Scenario for PipeEcho {
         let outcome = setup.sim.run();
         let mut v = models::liveness::check(&outcome);
         let results = results.borrow();
+        // Every received byte crossed the pipe twice (guest to monitor and back).
+        let echoed: usize = results.received.values().map(Vec::len).sum();
+        setup.metric("pipe_bytes", 2 * echoed as u64);
         for (i, plan) in plans.iter().enumerate() {
             let got = results.received.get(&i).cloned().unwrap_or_default();
             match &plan.shared {
