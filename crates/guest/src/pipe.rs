@@ -11,6 +11,7 @@ use crate::{has, planted};
 use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
+use hv::blocking::{self, OnIrq};
 use hv::{Doorbell, IrqWaiter};
 use ring_pipe::frame::{FrameDecoder, FrameError, frame_to_vec};
 use ring_pipe::msg::{DecodeError, PipeInfo};
@@ -138,58 +139,16 @@ impl<M: SharedMemory + Clone, D: Doorbell, I: IrqWaiter> PipeEnd<M, D, I> {
     }
 
     /// Writes all of `data`, sleeping while the ring is full.
-    pub async fn write_all(&mut self, mut data: &[u8]) -> Result<(), PipeError> {
-        while !data.is_empty() {
-            let ticket = self.space_irq.ticket();
-            match self.tx.try_write(data).await {
-                Ok(n) => {
-                    data = &data[n..];
-                    if self.tx.reader_wants_wake().await? {
-                        self.data_bell.ring();
-                    }
-                }
-                Err(RingError::WouldBlock) => self.sleep_for_space(ticket).await?,
-                Err(RingError::PeerClosed) if has(self.bugs, planted::SPIN_ON_DEAD_PEER) => {
-                    // The bug: a dead reader looks like a full ring; retry without end.
-                    self.sleep_for_space(ticket).await?;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(())
-    }
-
-    async fn sleep_for_space(&mut self, ticket: u64) -> Result<(), PipeError> {
-        if self.tx.prepare_wait().await? {
-            self.space_irq.wait(ticket).await;
-        }
-        self.tx.end_wait().await?;
-        Ok(())
+    pub async fn write_all(&mut self, data: &[u8]) -> Result<(), PipeError> {
+        let spin = has(self.bugs, planted::SPIN_ON_DEAD_PEER);
+        let sleep = OnIrq(&self.space_irq);
+        Ok(blocking::write_all(&mut self.tx, &sleep, || self.data_bell.ring(), data, spin).await?)
     }
 
     /// Reads at least one byte, sleeping while the ring is empty; `Ok(0)` at end of stream.
     pub async fn read(&mut self, buf: &mut [u8]) -> Result<usize, PipeError> {
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        loop {
-            let ticket = self.data_irq.ticket();
-            match self.rx.try_read(buf).await {
-                Ok(n) => {
-                    if n > 0 && self.rx.writer_wants_wake().await? {
-                        self.space_bell.ring();
-                    }
-                    return Ok(n);
-                }
-                Err(RingError::WouldBlock) => {
-                    if self.rx.prepare_wait().await? {
-                        self.data_irq.wait(ticket).await;
-                    }
-                    self.rx.end_wait().await?;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
+        let sleep = OnIrq(&self.data_irq);
+        Ok(blocking::read(&mut self.rx, &sleep, || self.space_bell.ring(), buf).await?)
     }
 
     /// Reads exactly `buf.len()` bytes.

@@ -16,6 +16,7 @@
 
 #![cfg_attr(not(feature = "sim"), no_std)]
 
+pub mod blocking;
 #[cfg(feature = "sim")]
 pub mod sim;
 

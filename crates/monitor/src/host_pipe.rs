@@ -4,7 +4,8 @@
 //! says the guest waits.
 
 use crate::Platform;
-use hv::{EventWaiter, IrqRaiser};
+use hv::IrqRaiser;
+use hv::blocking::{self, OnEvent};
 use ring_pipe::frame::{FrameDecoder, FrameError, frame_to_vec};
 use ring_pipe::msg::{DecodeError, PipeInfo};
 use ring_pipe::{Consumer, HEADER_LEN, Producer, RingError, RingLayout, SharedMemory};
@@ -111,48 +112,14 @@ impl<P: Platform> HostPipe<P> {
 
     /// Reads at least one byte; `Ok(0)` once the guest closed its write side and all is read.
     pub async fn read(&mut self, buf: &mut [u8]) -> Result<usize, HostPipeError> {
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        loop {
-            match self.rx.try_read(buf).await {
-                Ok(n) => {
-                    if n > 0 && self.rx.writer_wants_wake().await? {
-                        self.irq.raise();
-                    }
-                    return Ok(n);
-                }
-                Err(RingError::WouldBlock) => {
-                    if self.rx.prepare_wait().await? {
-                        self.data_bell.wait().await;
-                    }
-                    self.rx.end_wait().await?;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
+        let sleep = OnEvent(&self.data_bell);
+        Ok(blocking::read(&mut self.rx, &sleep, || self.irq.raise(), buf).await?)
     }
 
     /// Writes all of `data`; fails with `PeerClosed` if the guest stopped reading.
-    pub async fn write_all(&mut self, mut data: &[u8]) -> Result<(), HostPipeError> {
-        while !data.is_empty() {
-            match self.tx.try_write(data).await {
-                Ok(n) => {
-                    data = &data[n..];
-                    if self.tx.reader_wants_wake().await? {
-                        self.irq.raise();
-                    }
-                }
-                Err(RingError::WouldBlock) => {
-                    if self.tx.prepare_wait().await? {
-                        self.space_bell.wait().await;
-                    }
-                    self.tx.end_wait().await?;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(())
+    pub async fn write_all(&mut self, data: &[u8]) -> Result<(), HostPipeError> {
+        let sleep = OnEvent(&self.space_bell);
+        Ok(blocking::write_all(&mut self.tx, &sleep, || self.irq.raise(), data, false).await?)
     }
 
     pub async fn send_frame(&mut self, payload: &[u8]) -> Result<(), HostPipeError> {
