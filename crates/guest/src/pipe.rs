@@ -8,7 +8,6 @@
 //! eventfd count. It sleeps on the shared interrupt line, taking its ticket before every check.
 
 use crate::{has, planted};
-use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
 use hv::blocking::{self, OnIrq};
@@ -169,19 +168,15 @@ impl<M: SharedMemory + Clone, D: Doorbell, I: IrqWaiter> PipeEnd<M, D, I> {
 
     /// The next frame, or `None` if the host closed the stream cleanly between frames.
     pub async fn recv_frame(&mut self) -> Result<Option<Vec<u8>>, PipeError> {
-        let mut buf = vec![0u8; 256];
-        loop {
-            if let Some(frame) = self.frames.next_frame()? {
-                return Ok(Some(frame));
-            }
-            match self.read(&mut buf).await? {
-                0 => {
-                    self.frames.finish()?;
-                    return Ok(None);
-                }
-                n => self.frames.push(&buf[..n]),
-            }
-        }
+        let (rx, sleep, bell) = (&mut self.rx, OnIrq(&self.data_irq), &self.space_bell);
+        blocking::recv_frame(
+            &mut self.frames,
+            &mut [0u8; 256],
+            async |buf: &mut [u8]| {
+                Ok::<_, PipeError>(blocking::read(rx, &sleep, || bell.ring(), buf).await?)
+            },
+        )
+        .await
     }
 
     /// Raw bytes already read past the last frame (for protocols that switch to raw bytes).

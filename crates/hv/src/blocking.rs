@@ -109,3 +109,24 @@ async fn sleep_for_space<M: SharedMemory, S: Sleep>(
     }
     tx.end_wait().await
 }
+
+/// The next frame from a byte stream, reading through `read` (in chunks of `buf`) into `frames`
+/// as needed; `None` at a clean end of stream (no partial frame left over).
+pub async fn recv_frame<E: From<ring_pipe::FrameError>>(
+    frames: &mut ring_pipe::FrameDecoder,
+    buf: &mut [u8],
+    mut read: impl AsyncFnMut(&mut [u8]) -> Result<usize, E>,
+) -> Result<Option<alloc::vec::Vec<u8>>, E> {
+    loop {
+        if let Some(frame) = frames.next_frame()? {
+            return Ok(Some(frame));
+        }
+        match read(buf).await? {
+            0 => {
+                frames.finish()?;
+                return Ok(None);
+            }
+            n => frames.push(&buf[..n]),
+        }
+    }
+}

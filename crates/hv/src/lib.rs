@@ -16,6 +16,8 @@
 
 #![cfg_attr(not(feature = "sim"), no_std)]
 
+extern crate alloc;
+
 pub mod blocking;
 #[cfg(feature = "sim")]
 pub mod sim;

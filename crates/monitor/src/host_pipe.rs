@@ -128,19 +128,15 @@ impl<P: Platform> HostPipe<P> {
 
     /// The next frame from the guest, or `None` at a clean end of stream.
     pub async fn recv_frame(&mut self) -> Result<Option<Vec<u8>>, HostPipeError> {
-        let mut buf = [0u8; 512];
-        loop {
-            if let Some(frame) = self.frames.next_frame()? {
-                return Ok(Some(frame));
-            }
-            match self.read(&mut buf).await? {
-                0 => {
-                    self.frames.finish()?;
-                    return Ok(None);
-                }
-                n => self.frames.push(&buf[..n]),
-            }
-        }
+        let (rx, sleep, irq) = (&mut self.rx, OnEvent(&self.data_bell), &self.irq);
+        blocking::recv_frame(
+            &mut self.frames,
+            &mut [0u8; 512],
+            async |buf: &mut [u8]| {
+                Ok::<_, HostPipeError>(blocking::read(rx, &sleep, || irq.raise(), buf).await?)
+            },
+        )
+        .await
     }
 
     /// Raw bytes already read past the last frame (for protocols that switch to raw bytes).
