@@ -195,8 +195,10 @@ fn split(cursor: u64, n: u64, capacity: u64, bugs: u32) -> (u64, u64, u64) {
     (index, first, n - first)
 }
 
-/// The writing side of a ring.
-pub struct Producer<M> {
+/// What both sides of a ring hold: the shared memory, the layout, the side's own cursor (kept
+/// here, never re-read from shared memory), whether it closed, its planted bugs, and how often the
+/// peer's cursor was out of range (a misbehaving or hostile peer).
+struct Side<M> {
     mem: M,
     layout: RingLayout,
     cursor: u64,
@@ -205,12 +207,10 @@ pub struct Producer<M> {
     violations: u64,
 }
 
-impl<M: SharedMemory> Producer<M> {
-    /// Attaches to an initialised ring, reading its own cursor once.
-    pub async fn attach(mem: M, layout: RingLayout) -> Result<Self, RingError> {
-        let cursor = mem
-            .load_u64(layout.field(WRITE_CURSOR), Ordering::Acquire)
-            .await?;
+impl<M: SharedMemory> Side<M> {
+    /// Attaches to an initialised ring, reading this side's own cursor (at `own`) once.
+    async fn attach(mem: M, layout: RingLayout, own: u64) -> Result<Self, RingError> {
+        let cursor = mem.load_u64(layout.field(own), Ordering::Acquire).await?;
         Ok(Self {
             mem,
             layout,
@@ -221,48 +221,82 @@ impl<M: SharedMemory> Producer<M> {
         })
     }
 
-    /// Switches on planted bugs (see [`planted`]); without feature `planted-bugs` it does nothing.
-    pub fn with_planted(mut self, bugs: u32) -> Self {
-        self.bugs = bugs;
-        self
+    /// Sets this side's close flag (at `flag`) once.
+    async fn close(&mut self, flag: u64) -> Result<(), RingError> {
+        if !self.closed {
+            self.closed = true;
+            self.mem
+                .store_u64(self.layout.field(flag), 1, Ordering::Release)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// Accessors every side offers.
+macro_rules! side_accessors {
+    () => {
+        /// Switches on planted bugs (see [`planted`]); without feature `planted-bugs` it does nothing.
+        pub fn with_planted(mut self, bugs: u32) -> Self {
+            self.0.bugs = bugs;
+            self
+        }
+
+        pub fn layout(&self) -> RingLayout {
+            self.0.layout
+        }
+
+        /// How often the peer's cursor was out of range (a misbehaving or hostile peer).
+        pub fn peer_violations(&self) -> u64 {
+            self.0.violations
+        }
+
+        pub fn is_closed(&self) -> bool {
+            self.0.closed
+        }
+    };
+}
+
+/// The writing side of a ring.
+pub struct Producer<M>(Side<M>);
+
+impl<M: SharedMemory> Producer<M> {
+    /// Attaches to an initialised ring, reading its own cursor once.
+    pub async fn attach(mem: M, layout: RingLayout) -> Result<Self, RingError> {
+        Ok(Self(Side::attach(mem, layout, WRITE_CURSOR).await?))
     }
 
-    pub fn layout(&self) -> RingLayout {
-        self.layout
-    }
-
-    /// How often the peer's cursor was out of range (a misbehaving or hostile consumer).
-    pub fn peer_violations(&self) -> u64 {
-        self.violations
-    }
+    side_accessors!();
 
     /// Bytes that can be written now.
     pub async fn writable_len(&mut self) -> Result<u64, RingError> {
         let read = self
+            .0
             .mem
-            .load_u64(self.layout.field(READ_CURSOR), Ordering::Acquire)
+            .load_u64(self.0.layout.field(READ_CURSOR), Ordering::Acquire)
             .await?;
         let used = distance(
-            self.cursor,
+            self.0.cursor,
             read,
-            self.layout.capacity,
-            self.bugs,
-            &mut self.violations,
+            self.0.layout.capacity,
+            self.0.bugs,
+            &mut self.0.violations,
         );
-        Ok(self.layout.capacity.saturating_sub(used))
+        Ok(self.0.layout.capacity.saturating_sub(used))
     }
 
     /// Writes as much of `data` as fits without blocking.
     pub async fn try_write(&mut self, data: &[u8]) -> Result<usize, RingError> {
-        if self.closed {
+        if self.0.closed {
             return Err(RingError::Closed);
         }
         if data.is_empty() {
             return Ok(0);
         }
         if self
+            .0
             .mem
-            .load_u64(self.layout.field(READER_CLOSED), Ordering::Acquire)
+            .load_u64(self.0.layout.field(READER_CLOSED), Ordering::Acquire)
             .await?
             != 0
         {
@@ -273,49 +307,43 @@ impl<M: SharedMemory> Producer<M> {
         if n == 0 {
             return Err(RingError::WouldBlock);
         }
-        let (index, first, second) = split(self.cursor, n, self.layout.capacity, self.bugs);
-        let data_base = self.layout.data();
-        self.mem
+        let (index, first, second) = split(self.0.cursor, n, self.0.layout.capacity, self.0.bugs);
+        let data_base = self.0.layout.data();
+        self.0
+            .mem
             .write(data_base + index, &data[..first as usize])
             .await?;
         if second > 0 {
-            self.mem
+            self.0
+                .mem
                 .write(data_base, &data[first as usize..n as usize])
                 .await?;
         }
-        self.cursor = self.cursor.wrapping_add(n);
-        let publish = if has(self.bugs, planted::PUBLISH_BEFORE_DATA) {
+        self.0.cursor = self.0.cursor.wrapping_add(n);
+        let publish = if has(self.0.bugs, planted::PUBLISH_BEFORE_DATA) {
             Ordering::Relaxed
         } else {
             Ordering::Release
         };
-        self.mem
-            .store_u64(self.layout.field(WRITE_CURSOR), self.cursor, publish)
+        self.0
+            .mem
+            .store_u64(self.0.layout.field(WRITE_CURSOR), self.0.cursor, publish)
             .await?;
         Ok(n as usize)
     }
 
     /// Marks the end of the stream. Bytes already written stay readable.
     pub async fn close(&mut self) -> Result<(), RingError> {
-        if !self.closed {
-            self.closed = true;
-            self.mem
-                .store_u64(self.layout.field(WRITER_CLOSED), 1, Ordering::Release)
-                .await?;
-        }
-        Ok(())
-    }
-
-    pub fn is_closed(&self) -> bool {
-        self.closed
+        self.0.close(WRITER_CLOSED).await
     }
 
     /// After publishing: does the reader want a doorbell? (The publishing half of the handshake.)
     pub async fn reader_wants_wake(&self) -> Result<bool, RingError> {
-        self.mem.fence(suppression_fence(self.bugs)).await;
+        self.0.mem.fence(suppression_fence(self.0.bugs)).await;
         Ok(self
+            .0
             .mem
-            .load_u64(self.layout.field(READER_WAITING), Ordering::Relaxed)
+            .load_u64(self.0.layout.field(READER_WAITING), Ordering::Relaxed)
             .await?
             != 0)
     }
@@ -323,13 +351,15 @@ impl<M: SharedMemory> Producer<M> {
     /// Before sleeping for space: announces it, then re-checks. Returns true if the writer should
     /// really sleep (still full and the reader still there).
     pub async fn prepare_wait(&mut self) -> Result<bool, RingError> {
-        self.mem
-            .store_u64(self.layout.field(WRITER_WAITING), 1, Ordering::Relaxed)
-            .await?;
-        self.mem.fence(suppression_fence(self.bugs)).await;
-        let reader_gone = self
+        self.0
             .mem
-            .load_u64(self.layout.field(READER_CLOSED), Ordering::Acquire)
+            .store_u64(self.0.layout.field(WRITER_WAITING), 1, Ordering::Relaxed)
+            .await?;
+        self.0.mem.fence(suppression_fence(self.0.bugs)).await;
+        let reader_gone = self
+            .0
+            .mem
+            .load_u64(self.0.layout.field(READER_CLOSED), Ordering::Acquire)
             .await?
             != 0;
         Ok(!reader_gone && self.writable_len().await? == 0)
@@ -338,79 +368,54 @@ impl<M: SharedMemory> Producer<M> {
     /// After waking (or deciding not to sleep).
     pub async fn end_wait(&self) -> Result<(), RingError> {
         Ok(self
+            .0
             .mem
-            .store_u64(self.layout.field(WRITER_WAITING), 0, Ordering::Relaxed)
+            .store_u64(self.0.layout.field(WRITER_WAITING), 0, Ordering::Relaxed)
             .await?)
     }
 }
 
 /// The reading side of a ring.
-pub struct Consumer<M> {
-    mem: M,
-    layout: RingLayout,
-    cursor: u64,
-    closed: bool,
-    bugs: u32,
-    violations: u64,
-}
+pub struct Consumer<M>(Side<M>);
 
 impl<M: SharedMemory> Consumer<M> {
     /// Attaches to an initialised ring, reading its own cursor once.
     pub async fn attach(mem: M, layout: RingLayout) -> Result<Self, RingError> {
-        let cursor = mem
-            .load_u64(layout.field(READ_CURSOR), Ordering::Acquire)
-            .await?;
-        Ok(Self {
-            mem,
-            layout,
-            cursor,
-            closed: false,
-            bugs: 0,
-            violations: 0,
-        })
+        Ok(Self(Side::attach(mem, layout, READ_CURSOR).await?))
     }
 
-    /// Switches on planted bugs (see [`planted`]); without feature `planted-bugs` it does nothing.
-    pub fn with_planted(mut self, bugs: u32) -> Self {
-        self.bugs = bugs;
-        self
-    }
-
-    pub fn layout(&self) -> RingLayout {
-        self.layout
-    }
-
-    pub fn peer_violations(&self) -> u64 {
-        self.violations
-    }
+    side_accessors!();
 
     /// Bytes that can be read now, and whether the writer has closed. The close flag is loaded
     /// first: if it is set, the cursor loaded after it covers every byte written before close.
     pub async fn readable(&mut self) -> Result<(u64, bool), RingError> {
-        let eof_first = !has(self.bugs, planted::EOF_BEFORE_DRAIN);
+        let eof_first = !has(self.0.bugs, planted::EOF_BEFORE_DRAIN);
         let mut closed = false;
         if eof_first {
             closed = self
+                .0
                 .mem
-                .load_u64(self.layout.field(WRITER_CLOSED), Ordering::Acquire)
+                .load_u64(self.0.layout.field(WRITER_CLOSED), Ordering::Acquire)
                 .await?
                 != 0;
         }
         let write = self
+            .0
             .mem
-            .load_u64(self.layout.field(WRITE_CURSOR), Ordering::Acquire)
+            .load_u64(self.0.layout.field(WRITE_CURSOR), Ordering::Acquire)
             .await?;
         let avail = distance(
             write,
-            self.cursor,
-            self.layout.capacity,
-            self.bugs,
-            &mut self.violations,
+            self.0.cursor,
+            self.0.layout.capacity,
+            self.0.bugs,
+            &mut self.0.violations,
         );
         if !eof_first {
             closed = self
+                .0
                 .mem
-                .load_u64(self.layout.field(WRITER_CLOSED), Ordering::Acquire)
+                .load_u64(self.0.layout.field(WRITER_CLOSED), Ordering::Acquire)
                 .await?
                 != 0;
         }
@@ -420,7 +425,7 @@ impl<M: SharedMemory> Consumer<M> {
     /// Reads what is available without blocking. `Ok(0)` means end of stream (writer closed and
     /// everything read); `Err(WouldBlock)` means nothing yet.
     pub async fn try_read(&mut self, buf: &mut [u8]) -> Result<usize, RingError> {
-        if self.closed {
+        if self.0.closed {
             return Err(RingError::Closed);
         }
         if buf.is_empty() {
@@ -435,21 +440,24 @@ impl<M: SharedMemory> Consumer<M> {
             };
         }
         let n = avail.min(buf.len() as u64);
-        let (index, first, second) = split(self.cursor, n, self.layout.capacity, self.bugs);
-        let data_base = self.layout.data();
-        self.mem
+        let (index, first, second) = split(self.0.cursor, n, self.0.layout.capacity, self.0.bugs);
+        let data_base = self.0.layout.data();
+        self.0
+            .mem
             .read(data_base + index, &mut buf[..first as usize])
             .await?;
         if second > 0 {
-            self.mem
+            self.0
+                .mem
                 .read(data_base, &mut buf[first as usize..n as usize])
                 .await?;
         }
-        self.cursor = self.cursor.wrapping_add(n);
-        self.mem
+        self.0.cursor = self.0.cursor.wrapping_add(n);
+        self.0
+            .mem
             .store_u64(
-                self.layout.field(READ_CURSOR),
-                self.cursor,
+                self.0.layout.field(READ_CURSOR),
+                self.0.cursor,
                 Ordering::Release,
             )
             .await?;
@@ -458,25 +466,16 @@ impl<M: SharedMemory> Consumer<M> {
 
     /// Stops reading: the writer will see `PeerClosed`.
     pub async fn close(&mut self) -> Result<(), RingError> {
-        if !self.closed {
-            self.closed = true;
-            self.mem
-                .store_u64(self.layout.field(READER_CLOSED), 1, Ordering::Release)
-                .await?;
-        }
-        Ok(())
-    }
-
-    pub fn is_closed(&self) -> bool {
-        self.closed
+        self.0.close(READER_CLOSED).await
     }
 
     /// After consuming: does the writer want a doorbell? (The publishing half of the handshake.)
     pub async fn writer_wants_wake(&self) -> Result<bool, RingError> {
-        self.mem.fence(suppression_fence(self.bugs)).await;
+        self.0.mem.fence(suppression_fence(self.0.bugs)).await;
         Ok(self
+            .0
             .mem
-            .load_u64(self.layout.field(WRITER_WAITING), Ordering::Relaxed)
+            .load_u64(self.0.layout.field(WRITER_WAITING), Ordering::Relaxed)
             .await?
             != 0)
     }
@@ -484,18 +483,20 @@ impl<M: SharedMemory> Consumer<M> {
     /// Before sleeping for data: announces it, then re-checks. Returns true if the reader should
     /// really sleep (still empty and not closed).
     pub async fn prepare_wait(&mut self) -> Result<bool, RingError> {
-        self.mem
-            .store_u64(self.layout.field(READER_WAITING), 1, Ordering::Relaxed)
+        self.0
+            .mem
+            .store_u64(self.0.layout.field(READER_WAITING), 1, Ordering::Relaxed)
             .await?;
-        self.mem.fence(suppression_fence(self.bugs)).await;
+        self.0.mem.fence(suppression_fence(self.0.bugs)).await;
         let (avail, closed) = self.readable().await?;
         Ok(avail == 0 && !closed)
     }
 
     pub async fn end_wait(&self) -> Result<(), RingError> {
         Ok(self
+            .0
             .mem
-            .store_u64(self.layout.field(READER_WAITING), 0, Ordering::Relaxed)
+            .store_u64(self.0.layout.field(READER_WAITING), 0, Ordering::Relaxed)
             .await?)
     }
 }
