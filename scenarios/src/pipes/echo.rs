@@ -13,7 +13,7 @@
 //! out-of-bounds access by the monitor, no guest error on a healthy pipe.
 
 use crate::pipes::files::SimFiles;
-use crate::pipes::world::{Bugs, GuestEnv, GuestPipe, PipeWorld};
+use crate::pipes::world::{self, Bugs, GuestEnv, GuestPipe, PipeWorld};
 use crate::{PlantedBug, Scenario, Setup, Violation};
 use guest::sync::{Latch, Mutex};
 use guest::{ControlClient, PipeError};
@@ -144,12 +144,7 @@ impl Scenario for PipeEcho {
     }
 
     fn kernel_options(&self) -> KernelOptions {
-        KernelOptions {
-            buggify: true,
-            max_steps: 1_000_000,
-            time_limit_ns: 2_000_000_000,
-            ..KernelOptions::default()
-        }
+        world::kernel_options()
     }
 
     fn bugs(&self) -> &'static [PlantedBug] {
@@ -225,8 +220,8 @@ impl Scenario for PipeEcho {
         });
 
         let outcome = setup.sim.run();
-        let mut v = models::liveness::check(&outcome);
         let results = results.borrow();
+        let mut v = world.common_checks(&outcome, &results.errors);
         // Every received byte crossed the pipe twice (guest to monitor and back).
         let echoed: usize = results.received.values().map(Vec::len).sum();
         setup.metric("pipe_bytes", 2 * echoed as u64);
@@ -242,21 +237,6 @@ impl Scenario for PipeEcho {
                     plan.abandon_after.is_some(),
                 )),
             }
-        }
-        v.extend(
-            results
-                .errors
-                .iter()
-                .map(|e| Violation::new("guest-error", e.clone())),
-        );
-        if world.host_memory.faults() > 0 {
-            v.push(Violation::new(
-                "no-out-of-bounds",
-                format!(
-                    "the monitor tried {} accesses outside its pipes' memory",
-                    world.host_memory.faults()
-                ),
-            ));
         }
         v
     }

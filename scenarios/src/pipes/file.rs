@@ -13,7 +13,7 @@
 
 use crate::pipes::echo::bytes_from;
 use crate::pipes::files::SimFiles;
-use crate::pipes::world::{Bugs, GuestEnv, GuestPipe, PipeWorld};
+use crate::pipes::world::{self, Bugs, GuestEnv, GuestPipe, PipeWorld};
 use crate::{PlantedBug, Scenario, Setup, Violation};
 use guest::sync::Latch;
 use guest::{ControlClient, PipeError};
@@ -68,12 +68,7 @@ impl Scenario for PipeFile {
     }
 
     fn kernel_options(&self) -> KernelOptions {
-        KernelOptions {
-            buggify: true,
-            max_steps: 1_000_000,
-            time_limit_ns: 2_000_000_000,
-            ..KernelOptions::default()
-        }
+        world::kernel_options()
     }
 
     fn bugs(&self) -> &'static [PlantedBug] {
@@ -106,8 +101,8 @@ impl Scenario for PipeFile {
         );
 
         let outcome = setup.sim.run();
-        let mut v = models::liveness::check(&outcome);
         let observed = observed.borrow();
+        let mut v = world.common_checks(&outcome, &observed.errors);
         let contents = store.contents();
         for i in 0..files {
             let log = observed.logs.get(&i).map(Vec::as_slice).unwrap_or_default();
@@ -118,21 +113,6 @@ impl Scenario for PipeFile {
             ));
         }
         v.extend(check_placements(&observed.placements));
-        v.extend(
-            observed
-                .errors
-                .iter()
-                .map(|e| Violation::new("guest-error", e.clone())),
-        );
-        if world.host_memory.faults() > 0 {
-            v.push(Violation::new(
-                "no-out-of-bounds",
-                format!(
-                    "{} monitor accesses outside its pipes",
-                    world.host_memory.faults()
-                ),
-            ));
-        }
         v
     }
 }

@@ -13,7 +13,7 @@
 
 use crate::pipes::echo::{Shared, bytes_from, receive, record_error, send};
 use crate::pipes::files::SimFiles;
-use crate::pipes::world::{Bugs, GuestEnv, PipeWorld, WatchedIrq};
+use crate::pipes::world::{self, Bugs, GuestEnv, PipeWorld, WatchedIrq};
 use crate::{PlantedBug, Scenario, Setup, Violation};
 use guest::sync::{Latch, Mutex};
 use guest::{ControlClient, PipeError};
@@ -54,12 +54,7 @@ impl Scenario for PipeHostile {
     }
 
     fn kernel_options(&self) -> KernelOptions {
-        KernelOptions {
-            buggify: true,
-            max_steps: 1_000_000,
-            time_limit_ns: 2_000_000_000,
-            ..KernelOptions::default()
-        }
+        world::kernel_options()
     }
 
     fn bugs(&self) -> &'static [PlantedBug] {
@@ -91,26 +86,11 @@ impl Scenario for PipeHostile {
         });
 
         let outcome = setup.sim.run();
-        let mut v = models::liveness::check(&outcome);
         let results = results.borrow();
+        let mut v = world.common_checks(&outcome, &results.errors);
         for (i, data) in plans.iter().enumerate() {
             let got = results.received.get(&i).cloned().unwrap_or_default();
             v.extend(check_direction(i as u64, "echo", data, &got, false));
-        }
-        v.extend(
-            results
-                .errors
-                .iter()
-                .map(|e| Violation::new("guest-error", e.clone())),
-        );
-        if world.host_memory.faults() > 0 {
-            v.push(Violation::new(
-                "no-out-of-bounds",
-                format!(
-                    "the monitor tried {} accesses outside the pipe it serves",
-                    world.host_memory.faults()
-                ),
-            ));
         }
         v
     }

@@ -2,8 +2,8 @@
 //! its interrupt line, the host monitor (control handler and relays as daemon actors), and a
 //! vCPU actor running the guest kernel's threads.
 //!
-//! Model and faults: the monitor initialises the control pipe, then starts the vCPU (a
-//! happens-before edge, as a VMM sets up memory before it runs the guest). Every parked party is
+//! Model and faults: the monitor initialises the control pipe, then starts the vCPU (spawning is
+//! a happens-before edge, as a VMM sets up memory before it runs the guest). Every parked party is
 //! registered with a wake condition computed by `models::pipes` from committed ring headers, so
 //! a lost wake-up is reported at quiescence. Faults come from the kernel (scheduling, store
 //! buffers or stale reads, timer preemption of guest threads) and from the VM (doorbell and
@@ -289,10 +289,8 @@ impl PipeWorld {
                 return;
             }
             // The VMM starts the vCPU after setting up the control pipe.
-            let edge = ctx.sync_release();
             let vcpu_ctx = ctx.clone();
             ctx.spawn("vcpu0", async move {
-                vcpu_ctx.sync_acquire(&edge);
                 let kernel = GuestKernel::new(SimHooks {
                     ctx: vcpu_ctx.clone(),
                     vm: guest_vm.clone(),
@@ -312,5 +310,40 @@ impl PipeWorld {
             handler.run().await;
         });
         PipeWorld { host_memory }
+    }
+}
+
+/// Kernel limits for the pipe scenarios: a healthy run takes a few thousand steps.
+pub fn kernel_options() -> simkit::KernelOptions {
+    simkit::KernelOptions {
+        buggify: true,
+        max_steps: 1_000_000,
+        time_limit_ns: 2_000_000_000,
+        ..Default::default()
+    }
+}
+
+impl PipeWorld {
+    /// The checks every pipe scenario makes: liveness and crash (from the kernel's outside view),
+    /// errors the guest workload observed, and monitor accesses outside the pipe it serves.
+    pub fn common_checks(
+        &self,
+        outcome: &simkit::RunOutcome,
+        guest_errors: &[String],
+    ) -> Vec<models::Violation> {
+        let mut v = models::liveness::check(outcome);
+        v.extend(
+            guest_errors
+                .iter()
+                .map(|e| models::Violation::new("guest-error", e.clone())),
+        );
+        let faults = self.host_memory.faults();
+        if faults > 0 {
+            v.push(models::Violation::new(
+                "no-out-of-bounds",
+                format!("the monitor tried {faults} accesses outside the pipe it serves"),
+            ));
+        }
+        v
     }
 }
