@@ -6,7 +6,6 @@
 //! with the verdict, the trace hash and everything needed to replay the run.
 
 mod calibration;
-mod doorbell;
 mod harness;
 mod litmus;
 mod mailbox;

@@ -16,8 +16,9 @@
 //! Oracles: conservation (every message delivered once, in order, intact, against the workload's
 //! own list of what was sent) and liveness (no lost wake-up at quiescence, no deadlock, no panic).
 
-use crate::doorbell::Doorbell;
 use crate::{PlantedBug, Scenario, Setup, Violation};
+use hv::sim::{SimIrqLine, SimVm, planted as hv_planted};
+use hv::{IrqRaiser, IrqWaiter};
 use simkit::{MemMode, Ordering, Region};
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -38,7 +39,7 @@ static BUGS: &[PlantedBug] = &[
     PlantedBug {
         name: LOST_WAKEUP,
         scenario: "mailbox",
-        description: "the doorbell clears its latch when the waiter arms, losing a ring that landed between check and sleep",
+        description: "the consumer's wait-for-interrupt forgets a ring that landed between its check and its halt",
         mirrors: "check-then-sleep lost wake-up: Arca kthread::wfi checks INTERRUPTED only after hlt; acrn-hypervisor#2623, hermit-os/kernel#2669",
         needs_mem: None,
     },
@@ -71,7 +72,7 @@ impl Scenario for Mailbox {
     }
 
     fn description(&self) -> &'static str {
-        "producer and consumer share a one-slot mailbox: release/acquire publish, Dekker-style notification suppression, latched doorbell"
+        "producer and consumer share a one-slot mailbox: release/acquire publish, Dekker-style notification suppression, interrupt-line doorbells"
     }
 
     fn expected_steps(&self) -> u64 {
@@ -106,8 +107,14 @@ impl Scenario for Mailbox {
             Ordering::Release
         };
         let mbox = setup.sim.alloc_region("mbox", PAYLOAD + PAYLOAD_LEN as u64);
-        let bell = Doorbell::new(setup.ctx(), "bell", setup.planted(LOST_WAKEUP));
-        let ack_bell = Doorbell::new(setup.ctx(), "ack-bell", setup.planted(LOST_WAKEUP));
+        // The two doorbells are interrupt lines of the simulated VM (latency, spurious wake-ups).
+        // A halting vCPU takes an interrupt within 100-300 ns, which keeps the check-to-halt
+        // window of the lost wake-up reachable (1 µs hides it: 0 of 10,000 seeds).
+        let vm = SimVm::new(setup.ctx(), 100);
+        if setup.planted(LOST_WAKEUP) {
+            vm.plant_irq_bugs(hv_planted::WFI_LOST_WAKEUP);
+        }
+        let (bell, ack_bell) = (vm.irq_line(1), vm.irq_line(2));
         let received: Rc<RefCell<Vec<Vec<u8>>>> = Rc::default();
         let errors: Rc<RefCell<Vec<String>>> = Rc::default();
 
@@ -147,7 +154,7 @@ impl Scenario for Mailbox {
 }
 
 /// A mailbox's two doorbells: into the consumer, and back to the producer.
-type Bells = (Doorbell, Doorbell);
+type Bells = (SimIrqLine, SimIrqLine);
 
 /// Judged from outside: the committed word at `addr` is above what `floor` says was consumed.
 fn committed_above(addr: u64, floor: impl Fn() -> u64 + 'static) -> simkit::WaitCondition {
@@ -168,12 +175,17 @@ async fn produce(
     publish: Ordering,
 ) -> Result<(), simkit::MemError> {
     for i in 0..messages {
-        while m.load_u64(ACK, Ordering::Acquire).await? < i {
+        loop {
+            // The ticket comes before the check, so an ack rung in between is not lost.
+            let ticket = ack_bell.ticket();
+            if m.load_u64(ACK, Ordering::Acquire).await? >= i {
+                break;
+            }
             let _parked = ctx.park_guard(
                 "slot acknowledged",
                 committed_above(m.base() + ACK, move || i.saturating_sub(1)),
             );
-            ack_bell.wait().await;
+            ack_bell.wait(ticket).await;
         }
         if ctx.buggify() {
             ctx.sleep(ctx.choose(5_000)).await;
@@ -182,7 +194,7 @@ async fn produce(
         m.store_u64(SEQ, i + 1, publish).await?;
         ctx.fence(fence).await;
         if m.load_u64(WAITING, Ordering::Relaxed).await? == 1 {
-            bell.ring();
+            bell.raise();
         }
         ctx.progress();
     }
@@ -206,10 +218,11 @@ async fn consume(
             received.borrow_mut().push(buf.to_vec());
             last += 1;
             m.store_u64(ACK, last, Ordering::Release).await?;
-            ack_bell.ring();
+            ack_bell.raise();
             ctx.progress();
             continue;
         }
+        let ticket = bell.ticket();
         m.store_u64(WAITING, 1, Ordering::Relaxed).await?;
         ctx.fence(fence).await;
         if m.load_u64(SEQ, Ordering::Acquire).await? > last {
@@ -221,7 +234,7 @@ async fn consume(
             let got = received.clone();
             let unread = committed_above(m.base() + SEQ, move || got.borrow().len() as u64);
             let _parked = ctx.park_guard("mailbox holds an unread message", unread);
-            bell.wait().await;
+            bell.wait(ticket).await;
         }
         m.store_u64(WAITING, 0, Ordering::Relaxed).await?;
     }
