@@ -26,19 +26,20 @@ pub struct BenchArgs {
     kernel_steps: u64,
     #[arg(long, default_value = "random", value_parser = ["random", "pct"])]
     strategy: String,
-    /// Instead: seeds (and seconds) to find each planted bug, per strategy, over `--seeds`.
+    /// Instead: seeds (and seconds) to find each planted bug (of `--scenario`, if given), per
+    /// strategy, over `--seeds`.
     #[arg(long)]
     bugs: bool,
 }
 
-fn bug_rows(seeds: u64) -> Result<(), UsageError> {
+fn bug_rows(seeds: u64, only: Option<&str>) -> Result<(), UsageError> {
     println!("## Seeds to find each planted bug ({seeds} seeds per row, one core)\n");
     println!(
         "| bug | scenario | mem | strategy | found in | first seed | median seeds-to-find | median seconds-to-find |"
     );
     println!("|---|---|---|---|---:|---:|---:|---:|");
     let mut rows: Vec<(String, RunSpec)> = Vec::new();
-    for bug in scenarios::all_bugs() {
+    for bug in scenarios::all_bugs().filter(|b| only.is_none_or(|s| s == b.scenario)) {
         rows.push((
             bug.name.to_string(),
             RunSpec {
@@ -47,13 +48,15 @@ fn bug_rows(seeds: u64) -> Result<(), UsageError> {
             },
         ));
     }
-    rows.push((
-        "(built in, depth 2)".into(),
-        RunSpec {
-            mem: Some(MemMode::Sc),
-            ..RunSpec::seeded("calib-depth2", 0)
-        },
-    ));
+    if only.is_none_or(|s| s == "calib-depth2") {
+        rows.push((
+            "(built in, depth 2)".into(),
+            RunSpec {
+                mem: Some(MemMode::Sc),
+                ..RunSpec::seeded("calib-depth2", 0)
+            },
+        ));
+    }
     for (label, base) in rows {
         for (strategy, depth) in [
             (StrategyName::Random, None),
@@ -136,7 +139,7 @@ fn kernel_point(actors: u64, steps: u64, atomics: bool, mode: MemMode) -> (f64, 
 pub fn run(args: BenchArgs) -> Result<ExitCode, UsageError> {
     let strategy = StrategyName::parse(&args.strategy).unwrap_or(StrategyName::Random);
     if args.bugs {
-        bug_rows(args.seeds)?;
+        bug_rows(args.seeds, args.scenario.as_deref())?;
         return Ok(verdict_code(true));
     }
     if args.scenario.is_none() {
