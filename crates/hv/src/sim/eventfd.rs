@@ -5,7 +5,7 @@
 //! land before a wait coalesce into one wake. Faults: latency, and (under buggify) an extra
 //! spurious wake-up on top of the delivery: `wait` returns 0 and the caller must re-check.
 
-use crate::sim::delivery_latency;
+use crate::sim::{Signalled, signal};
 use crate::{Doorbell, EventWaiter};
 use simkit::{Ctx, SyncToken};
 use std::cell::RefCell;
@@ -54,47 +54,36 @@ impl SimEventFd {
 
 impl Doorbell for SimEventFd {
     fn ring(&self) {
-        let edge = self.ctx.sync_release();
-        let latency = delivery_latency(&self.ctx, self.base_latency_ns);
-        self.ctx
-            .trace("ring", format_args!("{} latency={latency}", self.name));
         self.state.borrow_mut().rings += 1;
-        self.deliver_at(latency, Some(edge));
-        // A spurious wake-up comes on top of the real delivery, never instead of it.
-        if self.ctx.buggify() {
-            let extra = delivery_latency(&self.ctx, self.base_latency_ns);
-            self.deliver_at(extra, None);
-        }
+        signal(
+            &self.ctx,
+            &self.name,
+            "ring",
+            self.base_latency_ns,
+            &self.state,
+        );
     }
 }
 
-impl SimEventFd {
-    /// Schedules a delivery: a real ring (adds one, with the ringer's edge) or, with `None`, a
-    /// spurious wake-up (the waiter returns 0).
-    fn deliver_at(&self, latency: u64, edge: Option<SyncToken>) {
-        let (state, name) = (self.state.clone(), self.name.clone());
-        self.ctx.with(|k| {
-            let at = k.now() + latency;
-            k.schedule_at(
-                at,
-                Box::new(move |k| {
-                    let mut s = state.borrow_mut();
-                    match &edge {
-                        Some(edge) => {
-                            s.edge.merge(edge);
-                            s.count += 1;
-                            s.deliveries += 1;
-                        }
-                        None => s.spurious = true,
-                    }
-                    let kind = if edge.is_some() { "" } else { " spurious" };
-                    k.trace_as(&name, "deliver", format_args!("count={}{kind}", s.count));
-                    for w in s.waiters.drain(..) {
-                        w.wake();
-                    }
-                }),
-            );
-        });
+impl Signalled for State {
+    /// A real ring adds one (with the ringer's edge); a spurious wake-up makes `wait` return 0.
+    fn deliver(&mut self, edge: Option<&SyncToken>) -> String {
+        match edge {
+            Some(edge) => {
+                self.edge.merge(edge);
+                self.count += 1;
+                self.deliveries += 1;
+                format!("count={}", self.count)
+            }
+            None => {
+                self.spurious = true;
+                format!("count={} spurious", self.count)
+            }
+        }
+    }
+
+    fn take_waiters(&mut self) -> Vec<Waker> {
+        std::mem::take(&mut self.waiters)
     }
 }
 

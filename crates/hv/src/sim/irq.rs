@@ -12,7 +12,7 @@
 //! Planted bug `WFI_LOST_WAKEUP`: the wait re-reads the epoch when it halts instead of using the
 //! ticket, forgetting an interrupt that landed in between.
 
-use crate::sim::{delivery_latency, has, planted};
+use crate::sim::{Signalled, has, planted, signal};
 use crate::{IrqRaiser, IrqWaiter};
 use simkit::{Ctx, SyncToken};
 use std::cell::RefCell;
@@ -61,45 +61,35 @@ impl SimIrqLine {
 
 impl IrqRaiser for SimIrqLine {
     fn raise(&self) {
-        let edge = self.ctx.sync_release();
-        let latency = delivery_latency(&self.ctx, self.base_latency_ns);
-        self.ctx
-            .trace("irq", format_args!("{} latency={latency}", self.name));
-        self.deliver_at(latency, Some(edge));
-        // A spurious wake-up comes on top of the real delivery, never instead of it.
-        if self.ctx.buggify() {
-            let extra = delivery_latency(&self.ctx, self.base_latency_ns);
-            self.deliver_at(extra, None);
-        }
+        signal(
+            &self.ctx,
+            &self.name,
+            "irq",
+            self.base_latency_ns,
+            &self.state,
+        );
     }
 }
 
-impl SimIrqLine {
-    /// Schedules a delivery: a real interrupt (with the raiser's edge) or, with `None`, a
-    /// spurious wake-up of every halted thread.
-    fn deliver_at(&self, latency: u64, edge: Option<SyncToken>) {
-        let (state, name) = (self.state.clone(), self.name.clone());
-        self.ctx.with(|k| {
-            let at = k.now() + latency;
-            k.schedule_at(
-                at,
-                Box::new(move |k| {
-                    let mut s = state.borrow_mut();
-                    match &edge {
-                        Some(edge) => {
-                            s.edge.merge(edge);
-                            s.epoch += 1;
-                        }
-                        None => s.spurious += 1,
-                    }
-                    let kind = if edge.is_some() { "" } else { " spurious" };
-                    k.trace_as(&name, "deliver", format_args!("epoch={}{kind}", s.epoch));
-                    for w in s.waiters.drain(..) {
-                        w.wake();
-                    }
-                }),
-            );
-        });
+impl Signalled for State {
+    /// A real interrupt advances the epoch (with the raiser's edge); a spurious wake-up releases
+    /// every halted thread without one.
+    fn deliver(&mut self, edge: Option<&SyncToken>) -> String {
+        match edge {
+            Some(edge) => {
+                self.edge.merge(edge);
+                self.epoch += 1;
+                format!("epoch={}", self.epoch)
+            }
+            None => {
+                self.spurious += 1;
+                format!("epoch={} spurious", self.epoch)
+            }
+        }
+    }
+
+    fn take_waiters(&mut self) -> Vec<Waker> {
+        std::mem::take(&mut self.waiters)
     }
 }
 

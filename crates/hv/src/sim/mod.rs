@@ -38,3 +38,58 @@ pub(crate) fn delivery_latency(ctx: &simkit::Ctx, base_ns: u64) -> u64 {
     }
     latency
 }
+
+/// A signal line's state as deliveries see it.
+pub(crate) trait Signalled: 'static {
+    /// Applies a real delivery (`Some(edge)`: the sender's happens-before edge) or a spurious
+    /// wake-up (`None`), and returns the details for the trace line.
+    fn deliver(&mut self, edge: Option<&simkit::SyncToken>) -> String;
+    /// The waiters to wake after a delivery.
+    fn take_waiters(&mut self) -> Vec<std::task::Waker>;
+}
+
+/// Sends one signal on a line: serializing for the sender (`sync_release`), delivered after a
+/// seeded latency and, under buggify, followed by a spurious wake-up on top of (never instead
+/// of) the real delivery. `#[track_caller]` keeps one buggify site per device (its call site),
+/// as before this helper existed.
+#[track_caller]
+pub(crate) fn signal<S: Signalled>(
+    ctx: &simkit::Ctx,
+    name: &std::rc::Rc<str>,
+    event: &str,
+    base_latency_ns: u64,
+    state: &std::rc::Rc<std::cell::RefCell<S>>,
+) {
+    let edge = ctx.sync_release();
+    let latency = delivery_latency(ctx, base_latency_ns);
+    ctx.trace(event, format_args!("{name} latency={latency}"));
+    schedule_delivery(ctx, name, state, latency, Some(edge));
+    if ctx.buggify() {
+        let extra = delivery_latency(ctx, base_latency_ns);
+        schedule_delivery(ctx, name, state, extra, None);
+    }
+}
+
+fn schedule_delivery<S: Signalled>(
+    ctx: &simkit::Ctx,
+    name: &std::rc::Rc<str>,
+    state: &std::rc::Rc<std::cell::RefCell<S>>,
+    latency: u64,
+    edge: Option<simkit::SyncToken>,
+) {
+    let (state, name) = (state.clone(), name.clone());
+    ctx.with(|k| {
+        let at = k.now() + latency;
+        k.schedule_at(
+            at,
+            Box::new(move |k| {
+                let mut s = state.borrow_mut();
+                let details = s.deliver(edge.as_ref());
+                k.trace_as(&name, "deliver", format_args!("{details}"));
+                for w in s.take_waiters() {
+                    w.wake();
+                }
+            }),
+        );
+    });
+}
