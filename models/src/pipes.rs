@@ -64,6 +64,18 @@ pub fn check_direction(
     received: &[u8],
     abandoned: bool,
 ) -> Vec<Violation> {
+    check_stream(
+        &format!("pipe {pipe} {direction}"),
+        sent,
+        received,
+        abandoned,
+    )
+}
+
+/// Byte conservation for one named stream (a pipe direction, or one direction of a TCP
+/// connection end to end): received is exactly what was sent, or a prefix of it if the receiver
+/// abandoned the stream.
+pub fn check_stream(stream: &str, sent: &[u8], received: &[u8], abandoned: bool) -> Vec<Violation> {
     let ok = if abandoned {
         sent.starts_with(received)
     } else {
@@ -87,7 +99,7 @@ pub fn check_direction(
     vec![Violation::new(
         "conservation",
         format!(
-            "pipe {pipe} {direction}: sent {} bytes, received {} ({what})",
+            "{stream}: sent {} bytes, received {} ({what})",
             sent.len(),
             received.len()
         ),

@@ -67,6 +67,7 @@ static CATALOGUE: &[&dyn Scenario] = &[
     &pipes::echo::PipeEcho,
     &pipes::file::PipeFile,
     &pipes::hostile::PipeHostile,
+    &pipes::tcp::PipeTcp,
 ];
 
 pub fn catalogue() -> &'static [&'static dyn Scenario] {

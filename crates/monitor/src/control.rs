@@ -5,6 +5,7 @@
 
 use crate::alloc::RegionAllocator;
 use crate::host_pipe::{HostPipe, pipe_len};
+use crate::relay::Relays;
 use crate::{FileStore, MonitorConfig, Platform, has, planted, relay};
 use ring_pipe::msg::{ControlReply, ControlRequest, PipeInfo, Wire, code};
 use std::collections::BTreeSet;
@@ -32,7 +33,7 @@ pub fn control_pipe_info() -> PipeInfo {
 
 pub struct ControlHandler<P: Platform, F: FileStore> {
     platform: P,
-    files: Rc<F>,
+    relays: Rc<Relays<P, F>>,
     config: MonitorConfig,
     alloc: RegionAllocator,
     next_pipe: u64,
@@ -49,8 +50,8 @@ impl<P: Platform, F: FileStore> ControlHandler<P, F> {
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         Self {
             alloc: RegionAllocator::new(pipe_len(CONTROL_RING_SIZE), size),
+            relays: Rc::new(Relays::new(platform.clone(), files, config)),
             platform,
-            files,
             config,
             next_pipe: 1,
             done_tx,
@@ -174,16 +175,11 @@ impl<P: Platform, F: FileStore> ControlHandler<P, F> {
                         code: code::IO,
                     };
                 }
-                let (platform, files, done, bugs) = (
-                    self.platform.clone(),
-                    self.files.clone(),
-                    self.done_tx.clone(),
-                    self.config.ring_bugs,
-                );
+                let (relays, done) = (self.relays.clone(), self.done_tx.clone());
                 self.platform.spawn(
                     &format!("relay{id}"),
                     Box::pin(async move {
-                        relay::serve(&platform, files, info, bugs).await;
+                        relay::serve(relays, info).await;
                         // The receiver lives as long as the control handler; after it, nobody frees.
                         let _ = done.send(id);
                     }),

@@ -62,14 +62,25 @@ pub fn pipe_len(ring_size: u64) -> u64 {
     2 * (HEADER_LEN + ring_size)
 }
 
-pub struct HostPipe<P: Platform> {
-    info: PipeInfo,
+/// The half of a pipe the host reads: the guest-to-host ring.
+pub struct HostReader<P: Platform> {
     rx: Consumer<P::Mem>,
-    tx: Producer<P::Mem>,
     data_bell: P::Waiter,
-    space_bell: P::Waiter,
     irq: P::Irq,
     frames: FrameDecoder,
+}
+
+/// The half of a pipe the host writes: the host-to-guest ring.
+pub struct HostWriter<P: Platform> {
+    tx: Producer<P::Mem>,
+    space_bell: P::Waiter,
+    irq: P::Irq,
+}
+
+pub struct HostPipe<P: Platform> {
+    info: PipeInfo,
+    reader: HostReader<P>,
+    writer: HostWriter<P>,
 }
 
 impl<P: Platform> HostPipe<P> {
@@ -97,12 +108,17 @@ impl<P: Platform> HostPipe<P> {
         let tx = Producer::attach(mem, down).await?.with_planted(ring_bugs);
         Ok(Self {
             info: *info,
-            rx,
-            tx,
-            data_bell: platform.doorbell(info.host_doorbell),
-            space_bell: platform.doorbell(info.host_doorbell + 1),
-            irq: platform.irq(),
-            frames: FrameDecoder::new(),
+            reader: HostReader {
+                rx,
+                data_bell: platform.doorbell(info.host_doorbell),
+                irq: platform.irq(),
+                frames: FrameDecoder::new(),
+            },
+            writer: HostWriter {
+                tx,
+                space_bell: platform.doorbell(info.host_doorbell + 1),
+                irq: platform.irq(),
+            },
         })
     }
 
@@ -110,20 +126,51 @@ impl<P: Platform> HostPipe<P> {
         &self.info
     }
 
+    /// The two directions, for relays that serve them concurrently.
+    pub fn into_split(self) -> (HostReader<P>, HostWriter<P>) {
+        (self.reader, self.writer)
+    }
+
+    pub async fn read(&mut self, buf: &mut [u8]) -> Result<usize, HostPipeError> {
+        self.reader.read(buf).await
+    }
+
+    pub async fn write_all(&mut self, data: &[u8]) -> Result<(), HostPipeError> {
+        self.writer.write_all(data).await
+    }
+
+    pub async fn send_frame(&mut self, payload: &[u8]) -> Result<(), HostPipeError> {
+        self.writer.send_frame(payload).await
+    }
+
+    pub async fn recv_frame(&mut self) -> Result<Option<Vec<u8>>, HostPipeError> {
+        self.reader.recv_frame().await
+    }
+
+    pub fn take_buffered(&mut self) -> Vec<u8> {
+        self.reader.take_buffered()
+    }
+
+    pub async fn close_write(&mut self) -> Result<(), HostPipeError> {
+        self.writer.close_write().await
+    }
+
+    pub async fn close_read(&mut self) -> Result<(), HostPipeError> {
+        self.reader.close_read().await
+    }
+
+    /// Closes both directions, ignoring errors (used on the way out of a failed relay).
+    pub async fn shut(&mut self) {
+        let _ = self.close_read().await;
+        let _ = self.close_write().await;
+    }
+}
+
+impl<P: Platform> HostReader<P> {
     /// Reads at least one byte; `Ok(0)` once the guest closed its write side and all is read.
     pub async fn read(&mut self, buf: &mut [u8]) -> Result<usize, HostPipeError> {
         let sleep = OnEvent(&self.data_bell);
         Ok(blocking::read(&mut self.rx, &sleep, || self.irq.raise(), buf).await?)
-    }
-
-    /// Writes all of `data`; fails with `PeerClosed` if the guest stopped reading.
-    pub async fn write_all(&mut self, data: &[u8]) -> Result<(), HostPipeError> {
-        let sleep = OnEvent(&self.space_bell);
-        Ok(blocking::write_all(&mut self.tx, &sleep, || self.irq.raise(), data, false).await?)
-    }
-
-    pub async fn send_frame(&mut self, payload: &[u8]) -> Result<(), HostPipeError> {
-        self.write_all(&frame_to_vec(payload)?).await
     }
 
     /// The next frame from the guest, or `None` at a clean end of stream.
@@ -139,16 +186,14 @@ impl<P: Platform> HostPipe<P> {
         .await
     }
 
+    /// Whether the guest has closed its write side (bytes may still be unread).
+    pub async fn writer_closed(&mut self) -> Result<bool, HostPipeError> {
+        Ok(self.rx.readable().await?.1)
+    }
+
     /// Raw bytes already read past the last frame (for protocols that switch to raw bytes).
     pub fn take_buffered(&mut self) -> Vec<u8> {
         self.frames.take_pending()
-    }
-
-    /// Ends the host's writing and tells the guest.
-    pub async fn close_write(&mut self) -> Result<(), HostPipeError> {
-        self.tx.close().await?;
-        self.irq.raise();
-        Ok(())
     }
 
     /// Stops reading the guest.
@@ -157,10 +202,23 @@ impl<P: Platform> HostPipe<P> {
         self.irq.raise();
         Ok(())
     }
+}
 
-    /// Closes both directions, ignoring errors (used on the way out of a failed relay).
-    pub async fn shut(&mut self) {
-        let _ = self.close_read().await;
-        let _ = self.close_write().await;
+impl<P: Platform> HostWriter<P> {
+    /// Writes all of `data`; fails with `PeerClosed` if the guest stopped reading.
+    pub async fn write_all(&mut self, data: &[u8]) -> Result<(), HostPipeError> {
+        let sleep = OnEvent(&self.space_bell);
+        Ok(blocking::write_all(&mut self.tx, &sleep, || self.irq.raise(), data, false).await?)
+    }
+
+    pub async fn send_frame(&mut self, payload: &[u8]) -> Result<(), HostPipeError> {
+        self.write_all(&frame_to_vec(payload)?).await
+    }
+
+    /// Ends the host's writing and tells the guest.
+    pub async fn close_write(&mut self) -> Result<(), HostPipeError> {
+        self.tx.close().await?;
+        self.irq.raise();
+        Ok(())
     }
 }

@@ -12,7 +12,9 @@
 //! - `File`: `FileRequest` frames, each answered by a `FileReply` frame;
 //! - `TcpListen`: the host answers `ListenerReply::Listening`; the guest then sends
 //!   `ListenerRequest::Accept { pipe_id }` naming a fresh pipe, answered by `Incoming` once a
-//!   client connects; that pipe then carries the connection's raw bytes;
+//!   client connects. The guest's first frame on that pipe is `TcpAccepted`; the host answers
+//!   one `StreamReply` frame and the pipe then carries the connection's raw bytes. Closing the
+//!   listener pipe stops listening;
 //! - `TcpConnect`: the host answers one `StreamReply` frame, then the pipe carries raw bytes both
 //!   ways; closing one ring is a half-close;
 //! - `Echo`: raw bytes, echoed back by the host.
@@ -33,6 +35,8 @@ pub mod code {
     pub const INVALID: u64 = 22;
     pub const TOO_LARGE: u64 = 27;
     pub const NO_SPACE: u64 = 28;
+    pub const ADDR_IN_USE: u64 = 98;
+    pub const RESET: u64 = 104;
     pub const REFUSED: u64 = 111;
 }
 
@@ -241,9 +245,19 @@ impl ControlReply {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Protocol {
     Echo,
-    File { path: String, flags: u64 },
-    TcpListen { port: u64 },
-    TcpConnect { host: String, port: u64 },
+    File {
+        path: String,
+        flags: u64,
+    },
+    TcpListen {
+        port: u64,
+    },
+    TcpConnect {
+        host: String,
+        port: u64,
+    },
+    /// This pipe carries the connection a listener accepted for it (`ListenerReply::Incoming`).
+    TcpAccepted,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -383,6 +397,7 @@ impl Wire for Protocol {
             Protocol::File { path, flags } => w.tag(1).bytes(path.as_bytes()).u64(*flags),
             Protocol::TcpListen { port } => w.tag(2).u64(*port),
             Protocol::TcpConnect { host, port } => w.tag(3).bytes(host.as_bytes()).u64(*port),
+            Protocol::TcpAccepted => w.tag(4),
         };
     }
 
@@ -408,6 +423,7 @@ impl Wire for Protocol {
                 host: r.text()?,
                 port: port(&mut r)?,
             },
+            4 => Protocol::TcpAccepted,
             t => return r.unknown(t),
         };
         r.done(v)
@@ -619,6 +635,7 @@ mod tests {
             round_trip(Protocol::File { path: path.clone(), flags })?;
             round_trip(Protocol::TcpListen { port })?;
             round_trip(Protocol::TcpConnect { host: path.clone(), port })?;
+            round_trip(Protocol::TcpAccepted)?;
             for whence in [Whence::Start, Whence::Current, Whence::End] {
                 round_trip(FileRequest::Seek { offset, whence })?;
             }

@@ -121,10 +121,10 @@ impl DecisionSource {
         self.choose(den) >= den - num
     }
 
-    /// A value in `lo..=hi`.
+    /// A value in `lo..=hi` (for the full u64 range, `hi` itself is never drawn).
     pub fn range_inclusive(&mut self, lo: u64, hi: u64) -> u64 {
         debug_assert!(lo <= hi);
-        lo + self.choose(hi - lo + 1)
+        lo + self.choose((hi - lo).saturating_add(1))
     }
 
     /// Every choice made so far, in the byte encoding `Bytes` mode reads.

@@ -13,6 +13,7 @@
 //! out-of-bounds access by the monitor, no guest error on a healthy pipe.
 
 use crate::pipes::files::SimFiles;
+use crate::pipes::net::SimNet;
 use crate::pipes::world::{self, Bugs, GuestEnv, GuestPipe, PipeWorld};
 use crate::{PlantedBug, Scenario, Setup, Violation};
 use guest::sync::{Latch, Mutex};
@@ -213,11 +214,18 @@ impl Scenario for PipeEcho {
         let files = Rc::new(SimFiles::new(setup.ctx()));
         let region_len = 256 * 1024;
         let (p, r) = (plans.clone(), results.clone());
-        let world = PipeWorld::boot(setup, region_len, bugs, files, move |env| async move {
-            if let Err(e) = guest_main(env, p, r.clone(), two_producers).await {
-                record_error(&r, format!("main: {e}"));
-            }
-        });
+        let world = PipeWorld::boot(
+            setup,
+            region_len,
+            bugs,
+            files,
+            SimNet::none(),
+            move |env| async move {
+                if let Err(e) = guest_main(env, p, r.clone(), two_producers).await {
+                    record_error(&r, format!("main: {e}"));
+                }
+            },
+        );
 
         let outcome = setup.sim.run();
         let results = results.borrow();

@@ -13,6 +13,7 @@
 
 use crate::pipes::echo::bytes_from;
 use crate::pipes::files::SimFiles;
+use crate::pipes::net::SimNet;
 use crate::pipes::world::{self, Bugs, GuestEnv, GuestPipe, PipeWorld};
 use crate::{PlantedBug, Scenario, Setup, Violation};
 use guest::sync::Latch;
@@ -93,6 +94,7 @@ impl Scenario for PipeFile {
             64 * 1024,
             bugs,
             store.clone(),
+            SimNet::none(),
             move |env| async move {
                 if let Err(e) = guest_main(env, ops2, concurrent, o.clone()).await {
                     o.borrow_mut().errors.push(format!("main: {e}"));

@@ -13,6 +13,7 @@
 
 use crate::pipes::echo::{Shared, bytes_from, receive, record_error, send};
 use crate::pipes::files::SimFiles;
+use crate::pipes::net::SimNet;
 use crate::pipes::world::{self, Bugs, GuestEnv, PipeWorld, WatchedIrq};
 use crate::{PlantedBug, Scenario, Setup, Violation};
 use guest::sync::{Latch, Mutex};
@@ -79,11 +80,18 @@ impl Scenario for PipeHostile {
         let results: Shared = Rc::default();
         let files = Rc::new(SimFiles::new(setup.ctx()));
         let (p, r) = (plans.clone(), results.clone());
-        let world = PipeWorld::boot(setup, 128 * 1024, bugs, files, move |env| async move {
-            if let Err(e) = guest_main(env, p, hostile, attacks, r.clone()).await {
-                record_error(&r, format!("main: {e}"));
-            }
-        });
+        let world = PipeWorld::boot(
+            setup,
+            128 * 1024,
+            bugs,
+            files,
+            SimNet::none(),
+            move |env| async move {
+                if let Err(e) = guest_main(env, p, hostile, attacks, r.clone()).await {
+                    record_error(&r, format!("main: {e}"));
+                }
+            },
+        );
 
         let outcome = setup.sim.run();
         let results = results.borrow();

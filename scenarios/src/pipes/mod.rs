@@ -5,4 +5,6 @@ pub mod echo;
 pub mod file;
 pub mod files;
 pub mod hostile;
+pub mod net;
+pub mod tcp;
 pub mod world;

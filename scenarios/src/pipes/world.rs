@@ -10,6 +10,7 @@
 //! interrupt latency, coalescing, spurious wake-ups, buggified delays).
 
 use crate::pipes::files::SimFiles;
+use crate::pipes::net::SimNet;
 use guest::{GuestKernel, KernelHandle, PipeEnd, PipeError, VcpuHooks};
 use hv::sim::{SimEventFd, SimIrqLine, SimShm, SimVm};
 use hv::{EventWaiter, IrqWaiter};
@@ -120,12 +121,14 @@ pub struct SimPlatform {
     vm: SimVm,
     registry: Registry,
     near_max_cursors: bool,
+    net: SimNet,
 }
 
 impl Platform for SimPlatform {
     type Mem = SimShm;
     type Waiter = WatchedBell;
     type Irq = SimIrqLine;
+    type Net = SimNet;
 
     fn memory(&self) -> SimShm {
         self.shm.clone()
@@ -153,6 +156,10 @@ impl Platform for SimPlatform {
 
     fn irq(&self) -> SimIrqLine {
         self.vm.irq_line(0)
+    }
+
+    fn net(&self) -> SimNet {
+        self.net.clone()
     }
 
     fn spawn(&self, name: &str, fut: Pin<Box<dyn Future<Output = ()>>>) {
@@ -256,6 +263,7 @@ impl PipeWorld {
         region_len: u64,
         bugs: Bugs,
         files: Rc<SimFiles>,
+        net: SimNet,
         main: F,
     ) -> Self
     where
@@ -277,6 +285,7 @@ impl PipeWorld {
             vm: vm.clone(),
             registry: registry.clone(),
             near_max_cursors: near_max,
+            net,
         };
         let config = MonitorConfig {
             ring_bugs: bugs.host_ring,
