@@ -1,0 +1,21 @@
+;; A cell that hands the host pointers outside its memory: its first step logs from a wild
+;; pointer; after that pulp_alloc answers near 4 GiB; its sibling responses point past the end.
+(module
+  (import "pulp" "pulp_log" (func $log (param i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (global $wild (mut i32) (i32.const 0))
+  (func (export "pulp_alloc") (param i32) (result i32)
+    (if (result i32) (global.get $wild)
+      (then (i32.const -16))
+      (else (i32.const 1024))))
+  (func (export "pulp_free") (param i32 i32))
+  (func (export "pulp_init") (param i32 i32) (result i32) (i32.const 0))
+  (func (export "pulp_shutdown") (result i32) (i32.const 0))
+  (func (export "pulp_step") (param i32 i32) (result i32)
+    (global.set $wild (i32.const 1))
+    (call $log (i32.const 65000) (i32.const 1000)))
+  (func (export "pulp_on_call") (param i32 i32 i32 i32 i32 i32) (result i32)
+    (i32.store (local.get 4) (i32.const 65530))
+    (i32.store (local.get 5) (i32.const 4096))
+    (i32.const 0))
+)

@@ -1,0 +1,451 @@
+//! The simulation engine: wasmi 2.0.0 (pinned: fuel costs are wasmi's own IR costs and part of
+//! every replay), eager compilation (lazy compilation charges fuel for translation), fuel
+//! metering with resumable out-of-fuel, and deferred host imports as resumable host traps.
+
+use super::{
+    Engine, GuestMemory, HostOutcome, Import, Instance, Limits, LoadError, MemoryError, Slice,
+    Trap, signature,
+};
+use crate::abi::{self, ValType};
+use std::any::Any;
+use std::fmt;
+use wasmi::{
+    Caller, CompilationMode, Config, Error, ExternType, Func, FuncType, Memory, Module,
+    ResumableCall, ResumableCallHostTrap, ResumableCallOutOfFuel, Store, StoreLimits,
+    StoreLimitsBuilder, Val,
+};
+
+pub struct WasmiEngine {
+    engine: wasmi::Engine,
+}
+
+impl Default for WasmiEngine {
+    fn default() -> Self {
+        let mut config = Config::default();
+        config.consume_fuel(true);
+        config.compilation_mode(CompilationMode::Eager);
+        Self {
+            engine: wasmi::Engine::new(&config),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct WasmiModule(Module);
+
+/// Marks a host trap that is a deferred import, not a failure.
+#[derive(Debug)]
+struct Deferred;
+
+impl fmt::Display for Deferred {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("deferred host import")
+    }
+}
+
+impl wasmi::errors::HostError for Deferred {}
+
+struct State {
+    limits: StoreLimits,
+    imports: Vec<Import>,
+    deferred: Option<Box<dyn Any>>,
+}
+
+enum Suspended {
+    Fuel(ResumableCallOutOfFuel),
+    Host(ResumableCallHostTrap),
+}
+
+pub struct WasmiInstance {
+    store: Store<State>,
+    instance: wasmi::Instance,
+    memory: Memory,
+    suspended: Option<(Suspended, usize)>,
+}
+
+fn to_wasmi(t: ValType) -> wasmi::ValType {
+    match t {
+        ValType::I32 => wasmi::ValType::I32,
+        ValType::I64 => wasmi::ValType::I64,
+    }
+}
+
+fn from_wasmi(types: &[wasmi::ValType]) -> Option<Vec<ValType>> {
+    types
+        .iter()
+        .map(|t| match t {
+            wasmi::ValType::I32 => Some(ValType::I32),
+            wasmi::ValType::I64 => Some(ValType::I64),
+            _ => None,
+        })
+        .collect()
+}
+
+fn describe(ty: &FuncType) -> String {
+    let list = |v: &[wasmi::ValType]| {
+        v.iter()
+            .map(|t| format!("{t:?}").to_lowercase())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!("({}) -> ({})", list(ty.params()), list(ty.results()))
+}
+
+fn check_export(
+    module: &Module,
+    name: &'static str,
+    params: &[ValType],
+    results: &[ValType],
+    required: bool,
+) -> Result<(), LoadError> {
+    let Some(export) = module.exports().find(|e| e.name() == name) else {
+        return if required {
+            Err(LoadError::MissingExport { name })
+        } else {
+            Ok(())
+        };
+    };
+    let expected = signature(params, results);
+    let ExternType::Func(ty) = export.ty() else {
+        return Err(LoadError::WrongSignature {
+            name: name.into(),
+            expected,
+            found: "not a function".into(),
+        });
+    };
+    let matches = from_wasmi(ty.params()).as_deref() == Some(params)
+        && from_wasmi(ty.results()).as_deref() == Some(results);
+    if matches {
+        Ok(())
+    } else {
+        Err(LoadError::WrongSignature {
+            name: name.into(),
+            expected,
+            found: describe(ty),
+        })
+    }
+}
+
+fn val(v: &Val) -> i64 {
+    match v {
+        Val::I32(x) => i64::from(*x),
+        Val::I64(x) => *x,
+        _ => 0,
+    }
+}
+
+fn to_val(t: wasmi::ValType, x: i64) -> Val {
+    match t {
+        wasmi::ValType::I64 => Val::I64(x),
+        _ => Val::I32(x as i32),
+    }
+}
+
+fn trap(e: &Error) -> Trap {
+    Trap {
+        message: e.to_string(),
+    }
+}
+
+impl Engine for WasmiEngine {
+    type Module = WasmiModule;
+    type Instance = WasmiInstance;
+
+    fn compile(&self, wasm: &[u8]) -> Result<WasmiModule, LoadError> {
+        let module = Module::new(&self.engine, wasm).map_err(|e| LoadError::InvalidWasm {
+            message: e.to_string(),
+        })?;
+        let has_memory = module
+            .exports()
+            .any(|e| e.name() == abi::MEMORY && matches!(e.ty(), ExternType::Memory(_)));
+        if !has_memory {
+            return Err(LoadError::MissingExport { name: abi::MEMORY });
+        }
+        for (name, params, results) in abi::REQUIRED_EXPORTS {
+            check_export(&module, name, params, results, true)?;
+        }
+        for (name, params, results) in abi::OPTIONAL_EXPORTS {
+            check_export(&module, name, params, results, false)?;
+        }
+        Ok(WasmiModule(module))
+    }
+
+    fn instantiate(
+        &self,
+        module: &WasmiModule,
+        imports: &[Import],
+        limits: Limits,
+    ) -> Result<WasmiInstance, LoadError> {
+        let state = State {
+            limits: StoreLimitsBuilder::new()
+                .memory_size(usize::try_from(limits.max_memory).unwrap_or(usize::MAX))
+                .instances(1)
+                .build(),
+            imports: imports.to_vec(),
+            deferred: None,
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limits);
+        let mut externs = Vec::new();
+        for import in module.0.imports() {
+            let (m, name) = (import.module(), import.name());
+            let found = (m == abi::IMPORT_MODULE)
+                .then(|| imports.iter().position(|i| i.name == name))
+                .flatten();
+            let Some(index) = found else {
+                return Err(LoadError::UnknownImport {
+                    module: m.into(),
+                    name: name.into(),
+                });
+            };
+            let spec = &imports[index];
+            let ty = FuncType::new(
+                spec.params.iter().copied().map(to_wasmi),
+                spec.results.iter().copied().map(to_wasmi),
+            );
+            let func = Func::new(&mut store, ty, move |caller, args, results| {
+                host_call(caller, index, args, results)
+            });
+            externs.push(wasmi::Extern::Func(func));
+        }
+        let instance =
+            wasmi::Instance::new(&mut store, &module.0, &externs).map_err(|e| LoadError::Link {
+                message: e.to_string(),
+            })?;
+        let memory = instance
+            .get_memory(&store, abi::MEMORY)
+            .ok_or(LoadError::MissingExport { name: abi::MEMORY })?;
+        Ok(WasmiInstance {
+            store,
+            instance,
+            memory,
+            suspended: None,
+        })
+    }
+}
+
+struct CallerMemory<'a, 'b> {
+    caller: &'a mut Caller<'b, State>,
+    memory: Option<Memory>,
+}
+
+impl GuestMemory for CallerMemory<'_, '_> {
+    fn size(&self) -> u64 {
+        self.memory
+            .map_or(0, |m| m.data(&*self.caller).len() as u64)
+    }
+
+    fn read(&self, ptr: u32, len: u32) -> Result<Vec<u8>, MemoryError> {
+        let data = self.memory.map_or(&[][..], |m| m.data(&*self.caller));
+        slice(data, ptr, len).map(<[u8]>::to_vec)
+    }
+
+    fn write(&mut self, ptr: u32, bytes: &[u8]) -> Result<(), MemoryError> {
+        let Some(memory) = self.memory else {
+            return Err(MemoryError {
+                ptr,
+                len: bytes.len() as u32,
+                size: 0,
+            });
+        };
+        write_into(memory.data_mut(&mut *self.caller), ptr, bytes)
+    }
+}
+
+fn slice(data: &[u8], ptr: u32, len: u32) -> Result<&[u8], MemoryError> {
+    let (start, end) = (ptr as usize, ptr as usize + len as usize);
+    data.get(start..end).ok_or(MemoryError {
+        ptr,
+        len,
+        size: data.len() as u64,
+    })
+}
+
+fn write_into(data: &mut [u8], ptr: u32, bytes: &[u8]) -> Result<(), MemoryError> {
+    let size = data.len() as u64;
+    let err = MemoryError {
+        ptr,
+        len: u32::try_from(bytes.len()).unwrap_or(u32::MAX),
+        size,
+    };
+    let start = ptr as usize;
+    let end = start.checked_add(bytes.len()).ok_or(err)?;
+    data.get_mut(start..end).ok_or(err)?.copy_from_slice(bytes);
+    Ok(())
+}
+
+fn host_call(
+    mut caller: Caller<'_, State>,
+    index: usize,
+    args: &[Val],
+    results: &mut [Val],
+) -> Result<(), Error> {
+    let run = caller.data().imports[index].run.clone();
+    let memory = caller
+        .get_export(abi::MEMORY)
+        .and_then(wasmi::Extern::into_memory);
+    let args: Vec<i64> = args.iter().map(val).collect();
+    let outcome = {
+        let mut mem = CallerMemory {
+            caller: &mut caller,
+            memory,
+        };
+        run(&mut mem, &args)
+    };
+    match outcome {
+        HostOutcome::Return(x) => {
+            if let Some(slot) = results.first_mut() {
+                *slot = to_val(slot.ty(), x);
+            }
+            Ok(())
+        }
+        HostOutcome::Defer(request) => {
+            caller.data_mut().deferred = Some(request);
+            Err(Error::host(Deferred))
+        }
+    }
+}
+
+impl WasmiInstance {
+    fn outcome(
+        &mut self,
+        call: Result<ResumableCall, Error>,
+        outputs: Vec<Val>,
+    ) -> Result<Slice, Trap> {
+        let n = outputs.len();
+        match call {
+            Ok(ResumableCall::Finished) => Ok(Slice::Finished(outputs.iter().map(val).collect())),
+            Ok(ResumableCall::OutOfFuel(c)) => {
+                let required = c.required_fuel();
+                self.suspended = Some((Suspended::Fuel(c), n));
+                Ok(Slice::OutOfFuel { required })
+            }
+            Ok(ResumableCall::HostTrap(c)) => {
+                if c.host_error().downcast_ref::<Deferred>().is_none() {
+                    return Err(trap(c.host_error()));
+                }
+                match self.store.data_mut().deferred.take() {
+                    Some(request) => {
+                        self.suspended = Some((Suspended::Host(c), n));
+                        Ok(Slice::Deferred(request))
+                    }
+                    None => Err(Trap {
+                        message: "deferred import without a request".into(),
+                    }),
+                }
+            }
+            Err(e) => Err(trap(&e)),
+        }
+    }
+
+    fn set_fuel(&mut self, fuel: u64) -> Result<(), Trap> {
+        self.store.set_fuel(fuel).map_err(|e| trap(&e))
+    }
+
+    fn result_slots(&self, func: &Func) -> Vec<Val> {
+        func.ty(&self.store)
+            .results()
+            .iter()
+            .map(|t| Val::default_for_ty(*t))
+            .collect()
+    }
+
+    fn func(&self, export: &str) -> Result<Func, Trap> {
+        self.instance
+            .get_func(&self.store, export)
+            .ok_or_else(|| Trap {
+                message: format!("no export `{export}`"),
+            })
+    }
+
+    fn args_for(&self, func: &Func, args: &[i64]) -> Vec<Val> {
+        func.ty(&self.store)
+            .params()
+            .iter()
+            .zip(args)
+            .map(|(t, x)| to_val(*t, *x))
+            .collect()
+    }
+}
+
+impl Instance for WasmiInstance {
+    fn has_export(&self, name: &str) -> bool {
+        self.instance.get_func(&self.store, name).is_some()
+    }
+
+    fn start(&mut self, export: &str, args: &[i64], fuel: u64) -> Result<Slice, Trap> {
+        if self.suspended.is_some() {
+            return Err(Trap {
+                message: format!("`{export}` started while another export is suspended"),
+            });
+        }
+        let func = self.func(export)?;
+        let inputs = self.args_for(&func, args);
+        let mut outputs = self.result_slots(&func);
+        self.set_fuel(fuel)?;
+        let call = func.call_resumable(&mut self.store, &inputs, &mut outputs);
+        self.outcome(call, outputs)
+    }
+
+    fn resume_fuel(&mut self, fuel: u64) -> Result<Slice, Trap> {
+        let Some((Suspended::Fuel(c), n)) = self.suspended.take() else {
+            return Err(Trap {
+                message: "nothing is waiting for fuel".into(),
+            });
+        };
+        self.set_fuel(fuel)?;
+        let mut outputs = vec![Val::I32(0); n];
+        let call = c.resume(&mut self.store, &mut outputs);
+        self.outcome(call, outputs)
+    }
+
+    fn resume_host(&mut self, result: i64, fuel: u64) -> Result<Slice, Trap> {
+        let Some((Suspended::Host(c), n)) = self.suspended.take() else {
+            return Err(Trap {
+                message: "nothing is waiting for a host result".into(),
+            });
+        };
+        let ty = c.host_func().ty(&self.store);
+        let inputs: Vec<Val> = ty.results().iter().map(|t| to_val(*t, result)).collect();
+        self.set_fuel(fuel)?;
+        let mut outputs = vec![Val::I32(0); n];
+        let call = c.resume(&mut self.store, &inputs, &mut outputs);
+        self.outcome(call, outputs)
+    }
+
+    fn call_now(&mut self, export: &str, args: &[i64], fuel: u64) -> Result<Vec<i64>, Trap> {
+        let func = self.func(export)?;
+        let inputs = self.args_for(&func, args);
+        let mut outputs = self.result_slots(&func);
+        self.set_fuel(fuel)?;
+        func.call(&mut self.store, &inputs, &mut outputs)
+            .map_err(|e| trap(&e))?;
+        Ok(outputs.iter().map(val).collect())
+    }
+
+    fn memory(&mut self) -> &mut dyn GuestMemory {
+        self
+    }
+
+    fn memory_size(&self) -> u64 {
+        self.memory.data(&self.store).len() as u64
+    }
+
+    fn abandon(&mut self) {
+        self.suspended = None;
+    }
+}
+
+impl GuestMemory for WasmiInstance {
+    fn size(&self) -> u64 {
+        self.memory_size()
+    }
+
+    fn read(&self, ptr: u32, len: u32) -> Result<Vec<u8>, MemoryError> {
+        slice(self.memory.data(&self.store), ptr, len).map(<[u8]>::to_vec)
+    }
+
+    fn write(&mut self, ptr: u32, bytes: &[u8]) -> Result<(), MemoryError> {
+        write_into(self.memory.data_mut(&mut self.store), ptr, bytes)
+    }
+}
