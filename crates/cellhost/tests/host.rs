@@ -26,9 +26,12 @@ fn block_on<F: Future>(f: F) -> F::Output {
     panic!("the future never finished (blocked on a lock?)");
 }
 
+/// Values by (writing cell, key).
+type KvStore = BTreeMap<(String, Vec<u8>), Vec<u8>>;
+
 #[derive(Default)]
 struct Services {
-    kv: RefCell<BTreeMap<(String, Vec<u8>), Vec<u8>>>,
+    kv: RefCell<KvStore>,
     logs: RefCell<Vec<(String, String)>>,
 }
 
