@@ -3,6 +3,7 @@
 //! (committed memory, parked waiters, actor status), what was observably delivered, and
 //! independent reference models.
 
+pub mod cells;
 pub mod conservation;
 pub mod files;
 pub mod litmus;

@@ -6,6 +6,7 @@
 //! with the verdict, the trace hash and everything needed to replay the run.
 
 mod calibration;
+mod cells;
 mod harness;
 mod litmus;
 mod mailbox;
@@ -68,6 +69,7 @@ static CATALOGUE: &[&dyn Scenario] = &[
     &pipes::file::PipeFile,
     &pipes::hostile::PipeHostile,
     &pipes::tcp::PipeTcp,
+    &cells::siblings::CellsSiblings,
 ];
 
 pub fn catalogue() -> &'static [&'static dyn Scenario] {

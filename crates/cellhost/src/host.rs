@@ -158,6 +158,10 @@ impl<E: Engine, P: Pacing> CellHost<E, P> {
         }
     }
 
+    pub fn engine(&self) -> &E {
+        &self.engine
+    }
+
     pub fn pacing(&self) -> &P {
         &self.pacing
     }

@@ -1,0 +1,322 @@
+//! The simulated machine for the cell scenarios: the real cell host on wasmi, with its
+//! environment simulated.
+//!
+//! Model and faults: every cell entry runs in fuel slices whose sizes come from the decision
+//! source (1 to `max_slice` units), and each slice boundary is a scheduling point, so any actor
+//! may run between two instructions of a cell. Host capabilities are served from the virtual
+//! clock (wall time), the decision source (entropy), the trace (logging), and an in-memory
+//! key-value store and mailboxes that record who wrote what. The engine binding records every
+//! entry into every instance (`models::cells::CellEvent`) for the oracles, outside the host.
+
+use cellhost::engine::wasmi::WasmiEngine;
+use cellhost::engine::{Engine, GuestMemory, Import, Instance, Limits, LoadError, Slice, Trap};
+use cellhost::{CellHost, HostConfig, HostServices, Pacing, Registry};
+use models::cells::CellEvent;
+use simkit::Ctx;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+
+/// Instance logs, by cell name.
+pub type Logs = Rc<RefCell<BTreeMap<String, Vec<CellEvent>>>>;
+
+/// Host services from the simulation.
+pub struct SimServices {
+    ctx: Ctx,
+    kv: RefCell<BTreeMap<(String, Vec<u8>), Vec<u8>>>,
+    /// Every kv write, by writing cell (for the capability oracle).
+    pub kv_writers: RefCell<Vec<String>>,
+    mailboxes: RefCell<BTreeMap<String, VecDeque<Vec<u8>>>>,
+}
+
+impl SimServices {
+    pub fn new(ctx: Ctx) -> Self {
+        Self {
+            ctx,
+            kv: RefCell::default(),
+            kv_writers: RefCell::default(),
+            mailboxes: RefCell::default(),
+        }
+    }
+
+    pub fn open_mailbox(&self, cell: &str) {
+        self.mailboxes
+            .borrow_mut()
+            .entry(cell.to_string())
+            .or_default();
+    }
+}
+
+impl HostServices for SimServices {
+    fn now_ns(&self) -> u64 {
+        self.ctx.now()
+    }
+    fn entropy(&self, buf: &mut [u8]) {
+        for b in buf {
+            *b = self.ctx.choose(256) as u8;
+        }
+    }
+    fn log(&self, cell: &str, message: &str) {
+        self.ctx
+            .trace("cell-log", format_args!("{cell}: {message}"));
+    }
+    fn kv_get(&self, cell: &str, key: &[u8]) -> Option<Vec<u8>> {
+        self.kv.borrow().get(&(cell.into(), key.to_vec())).cloned()
+    }
+    fn kv_put(&self, cell: &str, key: &[u8], value: &[u8]) {
+        self.kv_writers.borrow_mut().push(cell.to_string());
+        self.ctx
+            .trace("kv-put", format_args!("{cell} key_len={}", key.len()));
+        self.kv
+            .borrow_mut()
+            .insert((cell.into(), key.to_vec()), value.to_vec());
+    }
+    fn send(&self, _from: &str, to: &str, message: &[u8]) -> bool {
+        match self.mailboxes.borrow_mut().get_mut(to) {
+            Some(q) => {
+                q.push_back(message.to_vec());
+                true
+            }
+            None => false,
+        }
+    }
+    fn recv(&self, cell: &str) -> Option<Vec<u8>> {
+        self.mailboxes.borrow_mut().get_mut(cell)?.pop_front()
+    }
+}
+
+/// Fuel slices from the decision source; a yield to the scheduler between slices.
+pub struct SimPacing {
+    pub ctx: Ctx,
+    pub max_slice: u64,
+}
+
+impl Pacing for SimPacing {
+    fn fuel_slice(&self) -> u64 {
+        1 + self.ctx.choose(self.max_slice)
+    }
+    fn preempt(&self) -> Pin<Box<dyn Future<Output = ()>>> {
+        let ctx = self.ctx.clone();
+        Box::pin(async move { ctx.yield_now().await })
+    }
+    fn trace(&self, event: &str, details: fmt::Arguments<'_>) {
+        self.ctx.trace(event, details);
+    }
+}
+
+/// The engine binding, recording each instance's entries. It sits between the host and the
+/// engine, so what it records is what the host really did to the cell.
+pub struct ObservedEngine<E: Engine> {
+    inner: E,
+    logs: Logs,
+    /// The name the next instance is recorded under (the cell being loaded).
+    naming: RefCell<String>,
+}
+
+impl<E: Engine> ObservedEngine<E> {
+    pub fn new(inner: E, logs: Logs) -> Self {
+        Self {
+            inner,
+            logs,
+            naming: RefCell::default(),
+        }
+    }
+}
+
+pub struct ObservedInstance<I: Instance> {
+    inner: I,
+    name: String,
+    logs: Logs,
+    /// The top-level export running or suspended.
+    running: Option<String>,
+    /// No entry is in progress (the host has not started allocating for the next one).
+    between_entries: bool,
+}
+
+impl<I: Instance> ObservedInstance<I> {
+    fn record(&self, e: CellEvent) {
+        self.logs
+            .borrow_mut()
+            .entry(self.name.clone())
+            .or_default()
+            .push(e);
+    }
+
+    fn outcome(&mut self, r: Result<Slice, Trap>) -> Result<Slice, Trap> {
+        let export = self.running.clone().unwrap_or_default();
+        match &r {
+            Ok(Slice::Finished(results)) => {
+                self.running = None;
+                self.between_entries = true;
+                self.record(CellEvent::Finish {
+                    export,
+                    result: results.first().copied(),
+                });
+            }
+            Ok(Slice::OutOfFuel { .. }) => {}
+            Ok(Slice::Deferred(_)) => self.record(CellEvent::Deferred),
+            Err(_) => {
+                self.running = None;
+                self.between_entries = true;
+                self.record(CellEvent::Failed { export });
+            }
+        }
+        r
+    }
+}
+
+impl<I: Instance> Drop for ObservedInstance<I> {
+    fn drop(&mut self) {
+        self.record(CellEvent::Dropped);
+    }
+}
+
+impl<E: Engine> Engine for ObservedEngine<E> {
+    type Module = E::Module;
+    type Instance = ObservedInstance<E::Instance>;
+
+    fn compile(&self, wasm: &[u8]) -> Result<E::Module, LoadError> {
+        self.inner.compile(wasm)
+    }
+
+    fn instantiate(
+        &self,
+        module: &E::Module,
+        imports: &[Import],
+        limits: Limits,
+    ) -> Result<Self::Instance, LoadError> {
+        let inner = self.inner.instantiate(module, imports, limits)?;
+        Ok(ObservedInstance {
+            inner,
+            name: self.naming.borrow().clone(),
+            logs: self.logs.clone(),
+            running: None,
+            between_entries: true,
+        })
+    }
+}
+
+impl<I: Instance> Instance for ObservedInstance<I> {
+    fn has_export(&self, name: &str) -> bool {
+        self.inner.has_export(name)
+    }
+
+    fn start(&mut self, export: &str, args: &[i64], fuel: u64) -> Result<Slice, Trap> {
+        self.record(CellEvent::Start {
+            export: export.to_string(),
+        });
+        if self.running.is_some() {
+            // A second entry: the engine refuses it; the log already shows it.
+            return self.inner.start(export, args, fuel);
+        }
+        self.running = Some(export.to_string());
+        self.between_entries = false;
+        let r = self.inner.start(export, args, fuel);
+        self.outcome(r)
+    }
+
+    fn resume_fuel(&mut self, fuel: u64) -> Result<Slice, Trap> {
+        let r = self.inner.resume_fuel(fuel);
+        self.outcome(r)
+    }
+
+    fn resume_host(&mut self, result: i64, fuel: u64) -> Result<Slice, Trap> {
+        self.record(CellEvent::Answered { code: result });
+        let r = self.inner.resume_host(result, fuel);
+        self.outcome(r)
+    }
+
+    fn call_now(&mut self, export: &str, args: &[i64], fuel: u64) -> Result<Vec<i64>, Trap> {
+        // The host's first allocation for a new entry: everything earlier entries allocated
+        // should be free by now, so this is where the heap top is measured.
+        if export == "pulp_alloc" && self.between_entries {
+            self.between_entries = false;
+            if self.inner.has_export("probe_heap_top")
+                && let Ok(top) = self.inner.call_now("probe_heap_top", &[], 10_000)
+            {
+                self.record(CellEvent::HeapTop {
+                    top: top.first().map_or(0, |t| *t as u64),
+                });
+            }
+        }
+        self.record(CellEvent::Nested {
+            export: export.to_string(),
+        });
+        self.inner.call_now(export, args, fuel)
+    }
+
+    fn memory(&mut self) -> &mut dyn GuestMemory {
+        self.inner.memory()
+    }
+
+    fn memory_size(&self) -> u64 {
+        self.inner.memory_size()
+    }
+
+    fn abandon(&mut self) {
+        if let Some(export) = self.running.take() {
+            self.record(CellEvent::Failed { export });
+        }
+        self.inner.abandon();
+    }
+}
+
+pub type SimHost = CellHost<ObservedEngine<WasmiEngine>, SimPacing>;
+
+/// The cell world of one run.
+pub struct CellWorld {
+    pub host: Rc<SimHost>,
+    pub services: Rc<SimServices>,
+    pub logs: Logs,
+}
+
+impl CellWorld {
+    pub fn new(ctx: &Ctx, max_slice: u64, config: HostConfig) -> Self {
+        let logs: Logs = Rc::default();
+        let services = Rc::new(SimServices::new(ctx.clone()));
+        let host = CellHost::new(
+            ObservedEngine::new(WasmiEngine::default(), logs.clone()),
+            Registry::standard(),
+            services.clone(),
+            SimPacing {
+                ctx: ctx.clone(),
+                max_slice,
+            },
+            config,
+        );
+        Self {
+            host: Rc::new(host),
+            services,
+            logs,
+        }
+    }
+
+    /// Loads a test cell under a manifest; the instance's log is kept under its name.
+    pub fn load(&self, manifest: &str, module: &str) -> Result<(), String> {
+        let spec = cellhost::manifest::parse(manifest).map_err(|e| e.to_string())?;
+        let wasm = cellhost::cells::wasm(module)?;
+        self.load_bytes(spec, &wasm).map_err(|e| e.to_string())
+    }
+
+    pub fn load_bytes(
+        &self,
+        spec: cellhost::manifest::CellSpec,
+        wasm: &[u8],
+    ) -> Result<(), cellhost::CellError> {
+        self.host.engine().naming.replace(spec.name.clone());
+        self.host.load(spec, wasm).map(|_| ())
+    }
+
+    /// The engine-level oracles over every instance; `heap_bounded` names the cells whose heap
+    /// must not grow (those whose allocator gives memory back).
+    pub fn check(&self, heap_bounded: &dyn Fn(&str) -> bool) -> Vec<models::Violation> {
+        self.logs
+            .borrow()
+            .iter()
+            .flat_map(|(cell, log)| models::cells::check_instance(cell, log, heap_bounded(cell)))
+            .collect()
+    }
+}
