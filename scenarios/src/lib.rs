@@ -70,6 +70,7 @@ static CATALOGUE: &[&dyn Scenario] = &[
     &pipes::hostile::PipeHostile,
     &pipes::tcp::PipeTcp,
     &cells::siblings::CellsSiblings,
+    &cells::lifecycle::CellsLifecycle,
 ];
 
 pub fn catalogue() -> &'static [&'static dyn Scenario] {

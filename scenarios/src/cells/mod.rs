@@ -1,5 +1,6 @@
 //! WASM cell scenarios: the real cell host on wasmi, its environment simulated.
 
+pub mod lifecycle;
 pub mod siblings;
 pub mod world;
 
