@@ -71,6 +71,7 @@ static CATALOGUE: &[&dyn Scenario] = &[
     &pipes::tcp::PipeTcp,
     &cells::siblings::CellsSiblings,
     &cells::lifecycle::CellsLifecycle,
+    &cells::hostile::CellsHostile,
 ];
 
 pub fn catalogue() -> &'static [&'static dyn Scenario] {

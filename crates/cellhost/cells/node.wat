@@ -3,13 +3,17 @@
 ;; pulp_step(envelope): an idle tick (empty payload) counts and returns the count. A payload is a
 ;; path "b/c/..." : call cell b with args "c/..." and return the value it answers (a negative
 ;; value is a pulp_call code, negated). A payload "!kv" writes a key with pulp_kv_put (a gated
-;; capability) and returns its code.
+;; capability) and returns its code; "@x" sends "hi" to cell x's mailbox (pulp_send, gated) and
+;; returns its code; "?" receives one message (pulp_recv) and returns its length or a negated
+;; code.
 ;; pulp_on_call(name, args): empty args answer the count (8 bytes, i64 LE); args "c/..." relay
 ;; the call to c with the rest of the path and pass its answer back.
 (module
   (import "pulp" "pulp_call" (func $call (param i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))
   (import "pulp" "pulp_kv_put" (func $kv_put (param i32 i32 i32 i32) (result i32)))
   (import "pulp" "pulp_log" (func $log (param i32 i32) (result i32)))
+  (import "pulp" "pulp_send" (func $send (param i32 i32 i32 i32) (result i32)))
+  (import "pulp" "pulp_recv" (func $recv (param i32 i32) (result i64)))
   (memory (export "memory") 1)
   (global $count (mut i64) (i64.const 0))
   (global $ready (mut i32) (i32.const 0))
@@ -18,6 +22,7 @@
   (data (i32.const 40) "k")
   (data (i32.const 48) "v")
   (data (i32.const 64) "step before init")
+  (data (i32.const 56) "hi")
 @alloc
   (func (export "pulp_init") (param i32 i32) (result i32)
     (global.set $ready (i32.const 1))
@@ -66,6 +71,12 @@
         (return (i32.wrap_i64 (global.get $count)))))
     (if (i32.eq (i32.load8_u (i32.add (local.get $ptr) (i32.const 20))) (i32.const 33))
       (then (return (call $kv_put (i32.const 40) (i32.const 1) (i32.const 48) (i32.const 1)))))
+    (if (i32.eq (i32.load8_u (i32.add (local.get $ptr) (i32.const 20))) (i32.const 64))
+      (then (return (call $send
+        (i32.add (local.get $ptr) (i32.const 21)) (i32.sub (local.get $plen) (i32.const 1))
+        (i32.const 56) (i32.const 2)))))
+    (if (i32.eq (i32.load8_u (i32.add (local.get $ptr) (i32.const 20))) (i32.const 63))
+      (then (return (i32.wrap_i64 (call $recv (i32.const 80) (i32.const 16))))))
     (i32.wrap_i64 (call $follow (i32.add (local.get $ptr) (i32.const 20)) (local.get $plen))))
   (func (export "pulp_on_call")
       (param $name i32) (param $name_len i32) (param $args i32) (param $args_len i32)

@@ -33,6 +33,7 @@ type KvStore = BTreeMap<(String, Vec<u8>), Vec<u8>>;
 struct Services {
     kv: RefCell<KvStore>,
     logs: RefCell<Vec<(String, String)>>,
+    mail: RefCell<BTreeMap<String, Vec<Vec<u8>>>>,
 }
 
 impl HostServices for Services {
@@ -53,11 +54,18 @@ impl HostServices for Services {
             .borrow_mut()
             .insert((cell.into(), key.to_vec()), value.to_vec());
     }
-    fn send(&self, _: &str, _: &str, _: &[u8]) -> bool {
-        false
+    fn send(&self, _: &str, to: &str, message: &[u8]) -> bool {
+        self.mail
+            .borrow_mut()
+            .entry(to.to_string())
+            .or_default()
+            .push(message.to_vec());
+        true
     }
-    fn recv(&self, _: &str) -> Option<Vec<u8>> {
-        None
+    fn recv(&self, cell: &str) -> Option<Vec<u8>> {
+        let mut mail = self.mail.borrow_mut();
+        let queue = mail.get_mut(cell)?;
+        (!queue.is_empty()).then(|| queue.remove(0))
     }
 }
 
@@ -335,4 +343,30 @@ fn hostile_cells_are_contained() {
     load(&h, "ok", "node", "").expect("loads");
     block_on(h.init("ok")).expect("init");
     assert_eq!(block_on(h.step("ok", &idle(0))), Ok(1));
+}
+
+#[test]
+fn the_message_channel_is_gated_and_delivers() {
+    let (h, _) = host();
+    load(&h, "tx", "node", "capabilities = [\"channel\"]").expect("loads");
+    load(&h, "rx", "node", "capabilities = [\"Channel\"]").expect("loads");
+    load(&h, "mute", "node", "").expect("loads");
+    for n in ["tx", "rx", "mute"] {
+        block_on(h.init(n)).expect("init");
+    }
+    assert_eq!(
+        block_on(h.step("rx", &path("?"))),
+        Ok(-1),
+        "nothing queued yet"
+    );
+    assert_eq!(block_on(h.step("tx", &path("@rx"))), Ok(0));
+    assert_eq!(block_on(h.step("rx", &path("?"))), Ok(2), "received \"hi\"");
+    assert_eq!(
+        block_on(h.step("mute", &path("@rx"))),
+        Ok(call_code::STUBBED as i32)
+    );
+    assert_eq!(
+        block_on(h.step("mute", &path("?"))),
+        Ok(-(call_code::STUBBED as i32))
+    );
 }

@@ -18,7 +18,6 @@ use crate::cells::world::CellWorld;
 use crate::{PlantedBug, Scenario, Setup, Violation};
 use cellhost::abi::call_code;
 use cellhost::{CellError, HostConfig};
-use simkit::KernelOptions;
 use std::cell::RefCell;
 use std::rc::Rc;
 

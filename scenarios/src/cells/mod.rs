@@ -1,10 +1,13 @@
 //! WASM cell scenarios: the real cell host on wasmi, its environment simulated.
 
+pub mod hostile;
 pub mod lifecycle;
 pub mod siblings;
 pub mod world;
 
 use cellhost::abi::StepEnvelope;
+use models::Violation;
+use std::collections::BTreeMap;
 
 /// A step envelope carrying a call path ("" is an idle tick).
 pub fn envelope(call_number: u64, now_ns: u64, path: &str) -> StepEnvelope {
@@ -27,4 +30,23 @@ pub fn path_value(me: &str, path: &str, value: i64) -> Result<(String, i64), i64
         path.rsplit('/').next().unwrap_or(me)
     };
     Ok((cell.to_string(), value))
+}
+
+/// The counts each `node` cell answered (idle ticks and leaf calls) must be exactly 1..=n: a
+/// reference model of the cell (it counts its inputs) under one serial order of its entries, so
+/// the same inputs gave the same outputs and no increment was lost, doubled or misrouted.
+pub fn check_counts(counts: &BTreeMap<String, Vec<i64>>) -> Vec<Violation> {
+    let mut v = Vec::new();
+    for (cell, seen) in counts {
+        let mut sorted = seen.clone();
+        sorted.sort_unstable();
+        let want: Vec<i64> = (1..=sorted.len() as i64).collect();
+        if sorted != want {
+            v.push(Violation::new(
+                "cell-outputs",
+                format!("{cell} answered counts {sorted:?}; one serial order gives {want:?}"),
+            ));
+        }
+    }
+    v
 }

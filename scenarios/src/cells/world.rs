@@ -23,10 +23,13 @@ use std::rc::Rc;
 /// Instance logs, by cell name.
 pub type Logs = Rc<RefCell<BTreeMap<String, Vec<CellEvent>>>>;
 
+/// Values by (writing cell, key).
+type KvStore = BTreeMap<(String, Vec<u8>), Vec<u8>>;
+
 /// Host services from the simulation.
 pub struct SimServices {
     ctx: Ctx,
-    kv: RefCell<BTreeMap<(String, Vec<u8>), Vec<u8>>>,
+    kv: RefCell<KvStore>,
     /// Every kv write, by writing cell (for the capability oracle).
     pub kv_writers: RefCell<Vec<String>>,
     mailboxes: RefCell<BTreeMap<String, VecDeque<Vec<u8>>>>,
@@ -307,7 +310,10 @@ impl CellWorld {
         wasm: &[u8],
     ) -> Result<(), cellhost::CellError> {
         self.host.engine().naming.replace(spec.name.clone());
-        self.host.load(spec, wasm).map(|_| ())
+        let name = spec.name.clone();
+        self.host.load(spec, wasm)?;
+        self.services.open_mailbox(&name);
+        Ok(())
     }
 
     /// The engine-level oracles over every instance; `heap_bounded` names the cells whose heap
