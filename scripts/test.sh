@@ -29,7 +29,13 @@ seconds="${FUZZ_SECONDS:-20}"
   cd fuzz
   for target in $(cargo fuzz list); do
     echo "-- fuzz $target for ${seconds}s"
-    cargo fuzz run --sanitizer none "$target" -- -max_total_time="$seconds" -print_final_stats=1 2>&1 | tail -n 30
+    # Checked-in seed inputs (fuzz/seeds/<target>) start the search where they exist.
+    corpora=()
+    if [ -d "seeds/$target" ]; then
+      mkdir -p "corpus/$target"
+      corpora=("corpus/$target" "seeds/$target")
+    fi
+    cargo fuzz run --sanitizer none "$target" "${corpora[@]}" -- -max_total_time="$seconds" -print_final_stats=1 2>&1 | tail -n 30
   done
 )
 echo "== all checks passed"

@@ -29,3 +29,4 @@ snapshot!(mailbox_seed_1, "mailbox", 1);
 snapshot!(litmus_sb_seed_1, "litmus-sb", 1);
 snapshot!(calib_depth2_seed_1, "calib-depth2", 1);
 snapshot!(pipe_echo_seed_1, "pipe-echo", 1);
+snapshot!(cells_siblings_seed_1, "cells-siblings", 1);

@@ -30,6 +30,10 @@ pub struct BenchArgs {
     /// strategy, over `--seeds`.
     #[arg(long)]
     bugs: bool,
+    /// Instead: the cell host's own speed on wasmi (steps/s per cell, sibling calls/s), with
+    /// `--seeds` thousand entries per row.
+    #[arg(long)]
+    cells: bool,
 }
 
 fn bug_rows(seeds: u64, only: Option<&str>) -> Result<(), UsageError> {
@@ -140,6 +144,10 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, UsageError> {
     let strategy = StrategyName::parse(&args.strategy).unwrap_or(StrategyName::Random);
     if args.bugs {
         bug_rows(args.seeds, args.scenario.as_deref())?;
+        return Ok(verdict_code(true));
+    }
+    if args.cells {
+        crate::bench_cells::run(args.seeds * 1000).map_err(UsageError)?;
         return Ok(verdict_code(true));
     }
     if args.scenario.is_none() {

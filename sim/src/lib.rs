@@ -1,6 +1,7 @@
 //! The `sim` command as a library, so the fuzzer and tests can reach its parsers.
 
 pub mod bench;
+pub mod bench_cells;
 pub mod cli;
 pub mod determinism;
 pub mod replay_file;

@@ -58,7 +58,8 @@ impl Scenario for CellsLifecycle {
     }
 
     fn expected_steps(&self) -> u64 {
-        1_000
+        // Measured mean: 88 steps per run.
+        90
     }
 
     fn bugs(&self) -> &'static [PlantedBug] {
