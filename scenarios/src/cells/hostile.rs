@@ -111,11 +111,7 @@ impl Scenario for CellsHostile {
     }
 
     fn kernel_options(&self) -> KernelOptions {
-        KernelOptions {
-            buggify: true,
-            max_steps: 2_000_000,
-            ..KernelOptions::default()
-        }
+        crate::cells::kernel_options()
     }
 
     fn bugs(&self) -> &'static [PlantedBug] {

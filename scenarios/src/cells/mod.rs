@@ -50,3 +50,12 @@ pub fn check_counts(counts: &BTreeMap<String, Vec<i64>>) -> Vec<Violation> {
     }
     v
 }
+
+/// Kernel limits for the cell scenarios (a spinning cell's fuel budget is many slices).
+pub fn kernel_options() -> simkit::KernelOptions {
+    simkit::KernelOptions {
+        buggify: true,
+        max_steps: 2_000_000,
+        ..simkit::KernelOptions::default()
+    }
+}
