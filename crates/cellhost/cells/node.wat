@@ -24,7 +24,10 @@
   (data (i32.const 64) "step before init")
   (data (i32.const 56) "hi")
 @alloc
-  (func (export "pulp_init") (param i32 i32) (result i32)
+  ;; Logs its config (MessagePack) as it arrived, so a test can see the bytes.
+  (func (export "pulp_init") (param $cfg i32) (param $len i32) (result i32)
+    (if (i32.gt_u (local.get $len) (i32.const 0))
+      (then (drop (call $log (local.get $cfg) (local.get $len)))))
     (global.set $ready (i32.const 1))
     (i32.const 0))
   (func (export "pulp_shutdown") (result i32)

@@ -370,3 +370,20 @@ fn the_message_channel_is_gated_and_delivers() {
         Ok(-(call_code::STUBBED as i32))
     );
 }
+
+#[test]
+fn init_receives_the_config_as_messagepack() {
+    let (h, services) = host();
+    let text = "name = \"a\"\nversion = \"1\"\n[config]\nmarker = 7\nlabel = \"x\"";
+    let spec = spec(text);
+    let want = cellhost::msgpack::encode_table(&spec.config);
+    assert_eq!(want[0], 0x82, "a map of two entries");
+    let wasm = cells::wasm("node").expect("test cell compiles");
+    h.load(spec, &wasm).expect("loads");
+    block_on(h.init("a")).expect("init");
+    let logs = services.logs.borrow();
+    assert_eq!(
+        logs.as_slice(),
+        &[("a".to_string(), String::from_utf8_lossy(&want).into_owned())]
+    );
+}
