@@ -1,9 +1,10 @@
-//! `sim bench --cells`: the cell host on wasmi, outside the simulation (no scheduler between
-//! fuel slices), so the figures are the host's and the engine's own cost: idle steps per second
-//! per cell as the number of cells grows, sibling calls per second, and what small fuel slices
-//! (preemption points) cost.
+//! `sim bench --cells`: the cell host outside the simulation (no scheduler between fuel slices),
+//! so the figures are the host's and the engine's own cost: idle steps per second per cell as
+//! the number of cells grows, sibling calls per second, and what small fuel slices (preemption
+//! points) cost; on wasmi, and on wasmtime when built with `--features wasmtime`.
 
 use cellhost::abi::StepEnvelope;
+use cellhost::engine::Engine;
 use cellhost::engine::wasmi::WasmiEngine;
 use cellhost::{CellHost, HostConfig, HostServices, Pacing, Registry, cells, manifest};
 use std::fmt;
@@ -57,11 +58,12 @@ fn block_on<F: Future>(f: F) -> F::Output {
     }
 }
 
-type Host = CellHost<WasmiEngine, FixedSlice>;
-
-fn host(cells_n: usize, slice: u64) -> Result<Host, String> {
+fn host<E: Engine + Default>(
+    cells_n: usize,
+    slice: u64,
+) -> Result<CellHost<E, FixedSlice>, String> {
     let host = CellHost::new(
-        WasmiEngine::default(),
+        E::default(),
         Registry::standard(),
         Rc::new(NoServices),
         FixedSlice(slice),
@@ -87,7 +89,12 @@ fn envelope(path: &str) -> StepEnvelope {
 }
 
 /// Entries per second over `total` entries spread round-robin over `cells_n` cells.
-fn rate(host: &Host, cells_n: usize, total: u64, path: &str) -> Result<f64, String> {
+fn rate<E: Engine>(
+    host: &CellHost<E, FixedSlice>,
+    cells_n: usize,
+    total: u64,
+    path: &str,
+) -> Result<f64, String> {
     let env = envelope(path);
     let names: Vec<String> = (0..cells_n).map(|i| format!("c{i}")).collect();
     let start = Instant::now();
@@ -99,17 +106,25 @@ fn rate(host: &Host, cells_n: usize, total: u64, path: &str) -> Result<f64, Stri
 }
 
 pub fn run(total: u64) -> Result<(), String> {
-    println!("## Cell host on wasmi ({total} entries per row, one core, no scheduler)\n");
-    println!("| what | cells | fuel slice | entries/s | µs per entry |");
-    println!("|---|---:|---:|---:|---:|");
+    println!("## Cell host ({total} entries per row, one core, no scheduler)\n");
+    println!("| engine | what | cells | fuel slice | entries/s | µs per entry |");
+    println!("|---|---|---:|---:|---:|---:|");
+    rows::<WasmiEngine>("wasmi", total)?;
+    #[cfg(feature = "wasmtime")]
+    rows::<cellhost::engine::wasmtime::WasmtimeEngine>("wasmtime", total)?;
+    println!();
+    Ok(())
+}
+
+fn rows<E: Engine + Default>(engine: &str, total: u64) -> Result<(), String> {
     let row = |what: &str, cells_n: usize, slice: u64, per_s: f64| {
         println!(
-            "| {what} | {cells_n} | {slice} | {per_s:.0} | {:.2} |",
+            "| {engine} | {what} | {cells_n} | {slice} | {per_s:.0} | {:.2} |",
             1e6 / per_s
         );
     };
     for cells_n in [1usize, 4, 16, 64] {
-        let h = host(cells_n.max(2), 1_000_000)?;
+        let h = host::<E>(cells_n.max(2), 1_000_000)?;
         row(
             "idle step",
             cells_n,
@@ -117,14 +132,14 @@ pub fn run(total: u64) -> Result<(), String> {
             rate(&h, cells_n, total, "")?,
         );
     }
-    let h = host(2, 1_000_000)?;
+    let h = host::<E>(2, 1_000_000)?;
     row(
         "step with a sibling call c0 -> c1",
         2,
         1_000_000,
         rate(&h, 1, total, "c1")?,
     );
-    let h = host(2, 1_000_000)?;
+    let h = host::<E>(2, 1_000_000)?;
     let start = Instant::now();
     for _ in 0..total {
         block_on(h.call("c1", "get", b"")).map_err(|e| e.to_string())?;
@@ -136,9 +151,8 @@ pub fn run(total: u64) -> Result<(), String> {
         total as f64 / start.elapsed().as_secs_f64(),
     );
     for slice in [100u64, 10] {
-        let h = host(2, slice)?;
+        let h = host::<E>(2, slice)?;
         row("idle step, preempted", 1, slice, rate(&h, 1, total, "")?);
     }
-    println!();
     Ok(())
 }

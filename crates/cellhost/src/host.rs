@@ -8,7 +8,7 @@
 use crate::abi::{self, StepEnvelope, call_code, on_call_code};
 use crate::capability::{Binding, HostServices, Registry, SiblingRequest};
 use crate::cell::{Cell, CellError, Lifecycle};
-use crate::engine::{Engine, Instance, Limits, Slice};
+use crate::engine::{Answer, Delivery, Engine, Instance, Limits, Slice, Trap};
 use crate::manifest::{self, CellSpec};
 use crate::{has, msgpack, planted};
 use std::cell::RefCell;
@@ -205,6 +205,7 @@ impl<E: Engine, P: Pacing> CellHost<E, P> {
         let module = self.engine.compile(wasm).map_err(CellError::Load)?;
         let limits = Limits {
             max_memory: self.config.max_memory,
+            fuel_per_entry: self.config.fuel_per_entry,
         };
         let instance = self
             .engine
@@ -321,7 +322,18 @@ impl<E: Engine, P: Pacing> CellHost<E, P> {
             let budget = self.config.fuel_per_entry;
             let mut fuel = self.pacing.fuel_slice().clamp(1, budget);
             let mut used = 0u64;
-            let mut slice = Self::with_instance(cell, |i| i.start(export, &args, fuel))??;
+            let out_of_budget = |t: Trap| {
+                if t.out_of_fuel {
+                    CellError::FuelExhausted {
+                        export,
+                        fuel: budget,
+                    }
+                } else {
+                    CellError::Trap(t)
+                }
+            };
+            let mut slice = Self::with_instance(cell, |i| i.start(export, &args, fuel))?
+                .map_err(out_of_budget)?;
             loop {
                 slice = match slice {
                     Slice::Finished(results) => return Ok(results),
@@ -340,61 +352,67 @@ impl<E: Engine, P: Pacing> CellHost<E, P> {
                             .fuel_slice()
                             .max(required)
                             .clamp(1, budget - used);
-                        Self::with_instance(cell, |i| i.resume_fuel(fuel))??
+                        Self::with_instance(cell, |i| i.resume_fuel(fuel))?
+                            .map_err(out_of_budget)?
                     }
                     Slice::Deferred(request) => {
-                        let code = match request.downcast::<SiblingRequest>() {
+                        let answer = match request.downcast::<SiblingRequest>() {
                             Ok(req) => self.serve_sibling(cell, chain, *req).await,
-                            Err(_) => call_code::STUBBED,
+                            Err(_) => Answer {
+                                code: i64::from(call_code::STUBBED),
+                                delivery: None,
+                            },
                         };
-                        Self::with_instance(cell, |i| i.resume_host(i64::from(code), fuel))??
+                        Self::with_instance(cell, |i| i.resume_host(answer, fuel))?
+                            .map_err(out_of_budget)?
                     }
                 };
             }
         })
     }
 
-    /// Serves `pulp_call` from `caller`; returns the code the caller sees.
-    async fn serve_sibling(&self, caller: &Rc<Cell<E>>, chain: u64, req: SiblingRequest) -> u32 {
+    /// Serves `pulp_call` from `caller`: the code the caller sees, and the response for the
+    /// engine to deliver through the caller's allocator.
+    async fn serve_sibling(&self, caller: &Rc<Cell<E>>, chain: u64, req: SiblingRequest) -> Answer {
+        let code = |c: u32| Answer {
+            code: i64::from(c),
+            delivery: None,
+        };
         let Some(target) = self.cell(&req.target) else {
-            return call_code::UNKNOWN_TARGET;
+            return code(call_code::UNKNOWN_TARGET);
         };
         if !target.authorizes(caller.spec()) {
-            return call_code::NOT_AUTHORIZED;
+            return code(call_code::NOT_AUTHORIZED);
         }
         self.pacing.trace(
             "cell-call",
             format_args!("{} -> {}.{}", caller.name(), target.name(), req.function),
         );
-        let response = match self.call_in(&target, chain, &req.function, &req.args).await {
-            Ok(r) => r,
+        match self.call_in(&target, chain, &req.function, &req.args).await {
+            Ok(bytes) => Answer {
+                code: i64::from(call_code::OK),
+                delivery: Some(Delivery {
+                    bytes,
+                    ptr_out: req.resp_ptr_out,
+                    len_out: req.resp_len_out,
+                    alloc_fuel: self.config.alloc_fuel,
+                    alloc_failed: i64::from(call_code::CALLER_ALLOC_FAILED),
+                    write_failed: i64::from(call_code::WRITE_FAILED),
+                }),
+            },
             Err(e) => {
                 self.pacing.trace(
                     "cell-call-failed",
                     format_args!("{} -> {}: {e}", caller.name(), target.name()),
                 );
-                return match e {
+                code(match e {
                     CellError::Reentrant { .. } => call_code::REENTRANT,
                     CellError::ShutDown | CellError::Closed | CellError::NotInitialized => {
                         call_code::TARGET_GONE
                     }
                     _ => call_code::TARGET_ERROR,
-                };
+                })
             }
-        };
-        let Ok(ptr) = self.alloc(caller, &response) else {
-            return call_code::CALLER_ALLOC_FAILED;
-        };
-        let mut out_ptr = ptr.to_le_bytes().to_vec();
-        out_ptr.extend_from_slice(&(response.len() as u32).to_le_bytes());
-        let written = Self::with_instance(caller, |i| {
-            let m = i.memory();
-            m.write(req.resp_ptr_out, &out_ptr[..4])
-                .and_then(|()| m.write(req.resp_len_out, &out_ptr[4..]))
-        });
-        match written {
-            Ok(Ok(())) => call_code::OK,
-            _ => call_code::WRITE_FAILED,
         }
     }
 

@@ -9,7 +9,9 @@
 //! entry into every instance (`models::cells::CellEvent`) for the oracles, outside the host.
 
 use cellhost::engine::wasmi::WasmiEngine;
-use cellhost::engine::{Engine, GuestMemory, Import, Instance, Limits, LoadError, Slice, Trap};
+use cellhost::engine::{
+    Answer, Engine, GuestMemory, Import, Instance, Limits, LoadError, Slice, Trap,
+};
 use cellhost::{CellHost, HostConfig, HostServices, Pacing, Registry};
 use models::cells::CellEvent;
 use simkit::Ctx;
@@ -226,9 +228,9 @@ impl<I: Instance> Instance for ObservedInstance<I> {
         self.outcome(r)
     }
 
-    fn resume_host(&mut self, result: i64, fuel: u64) -> Result<Slice, Trap> {
-        self.record(CellEvent::Answered { code: result });
-        let r = self.inner.resume_host(result, fuel);
+    fn resume_host(&mut self, answer: Answer, fuel: u64) -> Result<Slice, Trap> {
+        self.record(CellEvent::Answered { code: answer.code });
+        let r = self.inner.resume_host(answer, fuel);
         self.outcome(r)
     }
 

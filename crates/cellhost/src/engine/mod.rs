@@ -5,6 +5,8 @@
 //! simulation; wasmtime (async + `fuel_async_yield_interval`) implements it in hardware runs.
 
 pub mod wasmi;
+#[cfg(feature = "wasmtime")]
+pub mod wasmtime;
 
 use crate::abi::ValType;
 use std::any::Any;
@@ -103,6 +105,60 @@ impl fmt::Display for LoadError {
 
 impl std::error::Error for LoadError {}
 
+/// The answer to a deferred import.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Answer {
+    /// The import's result (when there is a delivery, the result if the delivery succeeds).
+    pub code: i64,
+    pub delivery: Option<Delivery>,
+}
+
+/// Bytes to hand the suspended caller through its own `pulp_alloc`. The engine delivers them,
+/// not the host: an engine may not let anyone else touch a suspended instance (wasmtime's store
+/// belongs to the suspended call).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    pub bytes: Vec<u8>,
+    /// Where the caller wants the buffer's pointer and length (u32 LE each).
+    pub ptr_out: u32,
+    pub len_out: u32,
+    /// Fuel for the caller's `pulp_alloc`.
+    pub alloc_fuel: u64,
+    /// The import's result if `pulp_alloc` fails, or if writing fails.
+    pub alloc_failed: i64,
+    pub write_failed: i64,
+}
+
+impl Delivery {
+    /// Delivers through `alloc` and `memory`; returns the import's result.
+    pub fn deliver(
+        &self,
+        code: i64,
+        alloc: impl FnOnce(u32) -> Option<u32>,
+        memory: &mut dyn GuestMemory,
+    ) -> i64 {
+        let Ok(len) = u32::try_from(self.bytes.len()) else {
+            return self.alloc_failed;
+        };
+        let ptr = if len == 0 {
+            0
+        } else {
+            match alloc(len) {
+                Some(p) if p != 0 => p,
+                _ => return self.alloc_failed,
+            }
+        };
+        let written = memory
+            .write(ptr, &self.bytes)
+            .and_then(|()| memory.write(self.ptr_out, &ptr.to_le_bytes()))
+            .and_then(|()| memory.write(self.len_out, &len.to_le_bytes()));
+        match written {
+            Ok(()) => code,
+            Err(_) => self.write_failed,
+        }
+    }
+}
+
 /// How a running export stopped.
 pub enum Slice {
     /// Returned, with its results.
@@ -118,6 +174,8 @@ pub enum Slice {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Trap {
     pub message: String,
+    /// The engine's own fuel ran out (the host reports it as its fuel budget).
+    pub out_of_fuel: bool,
 }
 
 impl fmt::Display for Trap {
@@ -131,6 +189,9 @@ impl fmt::Display for Trap {
 pub struct Limits {
     /// Largest linear memory, in bytes.
     pub max_memory: u64,
+    /// Fuel one entry may use in all (the host enforces it; an engine that cannot hand a
+    /// suspended call back without finishing it, wasmtime, also sets it as the store's fuel).
+    pub fuel_per_entry: u64,
 }
 
 pub trait Engine: 'static {
@@ -155,14 +216,17 @@ pub trait Instance {
     fn start(&mut self, export: &str, args: &[i64], fuel: u64) -> Result<Slice, Trap>;
     /// Continues a suspended export after `OutOfFuel`.
     fn resume_fuel(&mut self, fuel: u64) -> Result<Slice, Trap>;
-    /// Continues a suspended export after `Deferred`, with the import's result.
-    fn resume_host(&mut self, result: i64, fuel: u64) -> Result<Slice, Trap>;
-    /// Runs an export to completion within `fuel` (for host-initiated `pulp_alloc`/`pulp_free`,
-    /// allowed while another export is suspended).
+    /// Continues a suspended export after `Deferred`, with the import's answer (delivering its
+    /// bytes first, if any).
+    fn resume_host(&mut self, answer: Answer, fuel: u64) -> Result<Slice, Trap>;
+    /// Runs an export to completion within `fuel` (host-initiated `pulp_alloc`, `pulp_free`,
+    /// probes). Only between entries: an error while an export is suspended.
     fn call_now(&mut self, export: &str, args: &[i64], fuel: u64) -> Result<Vec<i64>, Trap>;
+    /// The instance's memory (between entries; accesses fail while an export is suspended).
     fn memory(&mut self) -> &mut dyn GuestMemory;
     fn memory_size(&self) -> u64;
-    /// Drops a suspended export, if any.
+    /// Ends a suspended export (the host gave up on it: its fuel budget is spent). The instance
+    /// stays usable for the next entry.
     fn abandon(&mut self);
 }
 

@@ -3,8 +3,8 @@
 //! metering with resumable out-of-fuel, and deferred host imports as resumable host traps.
 
 use super::{
-    Engine, GuestMemory, HostOutcome, Import, Instance, Limits, LoadError, MemoryError, Slice,
-    Trap, signature,
+    Answer, Engine, GuestMemory, HostOutcome, Import, Instance, Limits, LoadError, MemoryError,
+    Slice, Trap, signature,
 };
 use crate::abi::{self, ValType};
 use std::any::Any;
@@ -144,6 +144,7 @@ fn to_val(t: wasmi::ValType, x: i64) -> Val {
 fn trap(e: &Error) -> Trap {
     Trap {
         message: e.to_string(),
+        out_of_fuel: false,
     }
 }
 
@@ -331,6 +332,7 @@ impl WasmiInstance {
                     }
                     None => Err(Trap {
                         message: "deferred import without a request".into(),
+                        out_of_fuel: false,
                     }),
                 }
             }
@@ -355,6 +357,7 @@ impl WasmiInstance {
             .get_func(&self.store, export)
             .ok_or_else(|| Trap {
                 message: format!("no export `{export}`"),
+                out_of_fuel: false,
             })
     }
 
@@ -377,6 +380,7 @@ impl Instance for WasmiInstance {
         if self.suspended.is_some() {
             return Err(Trap {
                 message: format!("`{export}` started while another export is suspended"),
+                out_of_fuel: false,
             });
         }
         let func = self.func(export)?;
@@ -391,6 +395,7 @@ impl Instance for WasmiInstance {
         let Some((Suspended::Fuel(c), n)) = self.suspended.take() else {
             return Err(Trap {
                 message: "nothing is waiting for fuel".into(),
+                out_of_fuel: false,
             });
         };
         self.set_fuel(fuel)?;
@@ -399,11 +404,33 @@ impl Instance for WasmiInstance {
         self.outcome(call, outputs)
     }
 
-    fn resume_host(&mut self, result: i64, fuel: u64) -> Result<Slice, Trap> {
+    fn resume_host(&mut self, answer: Answer, fuel: u64) -> Result<Slice, Trap> {
         let Some((Suspended::Host(c), n)) = self.suspended.take() else {
             return Err(Trap {
                 message: "nothing is waiting for a host result".into(),
+                out_of_fuel: false,
             });
+        };
+        // wasmi lets us run the caller's allocator while the export is suspended.
+        let result = match &answer.delivery {
+            None => answer.code,
+            Some(d) => {
+                let alloc = self.func(abi::ALLOC).ok();
+                let mut alloc_in = |len: u32| {
+                    let f = alloc?;
+                    let mut out = [Val::I32(0)];
+                    self.store.set_fuel(d.alloc_fuel).ok()?;
+                    f.call(&mut self.store, &[Val::I32(len as i32)], &mut out)
+                        .ok()?;
+                    Some(val(&out[0]) as u32)
+                };
+                let ptr = if d.bytes.is_empty() {
+                    Some(0)
+                } else {
+                    alloc_in(d.bytes.len() as u32)
+                };
+                d.deliver(answer.code, |_| ptr, self)
+            }
         };
         let ty = c.host_func().ty(&self.store);
         let inputs: Vec<Val> = ty.results().iter().map(|t| to_val(*t, result)).collect();
