@@ -196,6 +196,8 @@ fn wasmi_and_wasmtime_agree_on_every_outcome() {
         assert_eq!(a, b, "outcome {i} differs");
     }
     assert_eq!(on_wasmi.len(), on_wasmtime.len());
+    // 7 loads and inits, 34 entries, 2 closes, and the config one cell logged at init.
+    assert_eq!(on_wasmi.len(), 49, "{on_wasmi:#?}");
     // The workload really exercised the engines (not everything failed the same way).
     let text = on_wasmi.join("\n");
     for want in [
