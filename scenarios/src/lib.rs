@@ -6,7 +6,7 @@
 //! with the verdict, the trace hash and everything needed to replay the run.
 
 mod calibration;
-mod cells;
+pub mod cells;
 mod harness;
 mod litmus;
 mod mailbox;

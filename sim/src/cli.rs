@@ -3,7 +3,7 @@
 //! Exit codes: 0 every oracle held (or, for `--check-determinism`, both runs were identical);
 //! 1 an oracle failed (or the runs diverged); 2 bad usage or bad input.
 
-use crate::{bench, determinism, replay_file, shrink, sweep};
+use crate::{bench, determinism, hw, replay_file, shrink, sweep};
 use clap::{Args, Parser, Subcommand};
 use replay_file::ReplayFile;
 use scenarios::{RunSpec, StrategyName};
@@ -80,6 +80,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Shrink a failing run's decision stream and write a shorter replay file.
     Shrink(shrink::ShrinkArgs),
+    /// Run a scenario on real parts (wasmtime; KVM to come), judged by the same oracles.
+    Hw(hw::HwArgs),
 }
 
 #[derive(Args)]
@@ -129,6 +131,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode, UsageError> {
         Some(Command::Replay { file, trace }) => replay(&file, trace),
         Some(Command::Bench(args)) => bench::run(args),
         Some(Command::Shrink(args)) => shrink::run(args),
+        Some(Command::Hw(args)) => hw::run(args),
         None => single(cli.run),
     }
 }

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod bench_cells;
 pub mod cli;
 pub mod determinism;
+pub mod hw;
 pub mod replay_file;
 pub mod shrink;
 pub mod sweep;

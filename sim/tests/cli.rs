@@ -31,6 +31,11 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 fn replay_files(dir: &Path) -> Vec<PathBuf> {
+    files_where(dir, |p| p.extension().is_some_and(|x| x == "json"))
+}
+
+/// Files below `dir` that `keep` accepts, sorted.
+fn files_where(dir: &Path, keep: impl Fn(&Path) -> bool) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -38,7 +43,7 @@ fn replay_files(dir: &Path) -> Vec<PathBuf> {
             let p = e.path();
             if p.is_dir() {
                 stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "json") {
+            } else if keep(&p) {
                 out.push(p);
             }
         }
@@ -458,5 +463,43 @@ fn stop_at_first_reports_the_smallest_failing_seed_for_any_job_count() {
         assert_eq!(o.status.code(), Some(1));
         assert_eq!(first_of(&o), first_of(&full), "{}", last_line(&o));
         assert!(last_line(&o).contains("failures=1 "), "{}", last_line(&o));
+    }
+}
+
+#[test]
+fn hardware_runs_judge_real_engines_and_refuse_what_has_no_hardware_form() {
+    let reports = scratch("hw");
+    let dir = reports.to_string_lossy().into_owned();
+    let out = sim(&["hw", "--scenario", "pipe-echo", "--reports", &dir]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("no hardware form yet"),
+        "{}",
+        stderr(&out)
+    );
+    let out = sim(&["hw", "--scenario", "nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = sim(&[
+        "hw",
+        "--scenario",
+        "cells-siblings",
+        "--iterations",
+        "3",
+        "--reports",
+        &dir,
+    ]);
+    if cfg!(feature = "wasmtime") {
+        assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+        let last = last_line(&out);
+        assert!(
+            last.starts_with("seed=2 scenario=cells-siblings strategy=hw events=")
+                && last.ends_with("verdict=pass"),
+            "{last}"
+        );
+        let summaries = files_where(&reports, |p| p.ends_with("summary.md"));
+        assert_eq!(summaries.len(), 1);
+    } else {
+        assert_eq!(out.status.code(), Some(2));
+        assert!(stderr(&out).contains("--features wasmtime"));
     }
 }

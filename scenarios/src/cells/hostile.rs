@@ -357,7 +357,7 @@ impl Scenario for CellsHostile {
                 .map(|p| Violation::new("cell-containment", p.clone())),
         );
         v.extend(check_counts(&observed.counts));
-        for writer in world.services.kv_writers.borrow().iter() {
+        for writer in world.services.stores.kv_writers.borrow().iter() {
             let declared = manifests
                 .get(writer)
                 .is_some_and(|m| m.contains("\"storage.kv\""));

@@ -56,11 +56,113 @@ static BUGS: &[PlantedBug] = &[
 
 /// What the actors saw.
 #[derive(Default)]
-struct Observed {
+pub struct Observed {
     /// Counts answered by each cell (idle ticks, and leaf calls whose value reached a caller).
-    counts: BTreeMap<String, Vec<i64>>,
-    errors: Vec<String>,
-    codes: Vec<(String, i64)>,
+    pub counts: BTreeMap<String, Vec<i64>>,
+    pub errors: Vec<String>,
+    pub codes: Vec<(String, i64)>,
+}
+
+/// One run's workload, derived from the run's decisions (the simulation's, or a hardware run's
+/// seeded source), so both forms of the scenario run the same kind of workload.
+pub struct SiblingsPlan {
+    pub names: Vec<&'static str>,
+    pub manifests: Vec<String>,
+    /// Each cell's step payloads ("" idle, else a call path).
+    pub steps: Vec<Vec<String>>,
+    /// Cells the host calls from outside, after a pause.
+    pub external: Vec<String>,
+    pub external_pause_ns: u64,
+}
+
+/// Derives a workload; `derive(name, lo, hi)` draws (and records) an option in `lo..=hi`.
+pub fn plan(derive: &mut dyn FnMut(&str, u64, u64) -> u64) -> SiblingsPlan {
+    let n = derive("cells", 2, 4) as usize;
+    let names = &NAMES[..n];
+    let mut manifests = Vec::new();
+    for (i, me) in names.iter().enumerate() {
+        let mut deps = Vec::new();
+        for (j, other) in names.iter().enumerate() {
+            // The ring i -> i+1 always, so every cell is reachable; other edges seeded.
+            let seeded = j != i && derive(&format!("{me}_dep_{other}"), 0, 2) > 0;
+            if seeded || (j != i && j == (i + 1) % n) {
+                deps.push(format!("\"{other}\""));
+            }
+        }
+        let consumes = if i == 0 { "consumes = [\"svc\"]\n" } else { "" };
+        let provides = if i == n - 1 {
+            "provides = [\"svc\"]\n"
+        } else {
+            ""
+        };
+        manifests.push(format!(
+            "name = \"{me}\"\nversion = \"1\"\ndepends_on = [{}]\n{consumes}{provides}",
+            deps.join(", ")
+        ));
+    }
+    let steps = names
+        .iter()
+        .map(|me| {
+            let steps = derive(&format!("{me}_steps"), 3, 12);
+            (0..steps)
+                .map(|s| {
+                    let hops = derive(&format!("{me}_s{s}_hops"), 0, 3);
+                    (0..hops)
+                        .map(|h| {
+                            let pick = derive(&format!("{me}_s{s}_h{h}"), 0, n as u64);
+                            names
+                                .get(pick as usize)
+                                .copied()
+                                .unwrap_or("zz")
+                                .to_string()
+                        })
+                        .collect::<Vec<_>>()
+                        .join("/")
+                })
+                .collect()
+        })
+        .collect();
+    let external = (0..derive("external_calls", 0, 3))
+        .map(|k| {
+            let pick = derive(&format!("external{k}"), 0, n as u64 - 1);
+            names[pick as usize].to_string()
+        })
+        .collect();
+    let external_pause_ns = derive("external_pause_ns", 0, 5_000);
+    SiblingsPlan {
+        names: names.to_vec(),
+        manifests,
+        steps,
+        external,
+        external_pause_ns,
+    }
+}
+
+/// The workload-level oracles: no step failed, every code is one a path may answer, and the
+/// counts each cell answered are one serial order of its inputs.
+pub fn judge(observed: &Observed) -> Vec<Violation> {
+    let mut v: Vec<Violation> = observed
+        .errors
+        .iter()
+        .map(|e| Violation::new("cell-error", e.clone()))
+        .collect();
+    // Healthy cells never trap, so TARGET_ERROR is not among them.
+    const CODES: [u32; 4] = [
+        call_code::UNKNOWN_TARGET,
+        call_code::TARGET_GONE,
+        call_code::NOT_AUTHORIZED,
+        call_code::REENTRANT,
+    ];
+    for (what, code) in &observed.codes {
+        if !CODES.iter().any(|c| i64::from(*c) == -code) {
+            v.push(Violation::new(
+                "cell-codes",
+                format!("{what} returned {code}, not a pulp_call code"),
+            ));
+        }
+    }
+    v.extend(check_counts(&observed.counts));
+    v
 }
 
 const NAMES: [&str; 4] = ["a", "b", "c", "d"];
@@ -88,57 +190,14 @@ impl Scenario for CellsSiblings {
     }
 
     fn run(&self, setup: &mut Setup) -> Vec<Violation> {
-        let n = setup.derive("cells", 2, 4) as usize;
-        let names = &NAMES[..n];
-        let mut manifests = Vec::new();
-        for (i, me) in names.iter().enumerate() {
-            let mut deps = Vec::new();
-            for (j, other) in names.iter().enumerate() {
-                // The ring i -> i+1 always, so every cell is reachable; other edges seeded.
-                let seeded = j != i && setup.derive(&format!("{me}_dep_{other}"), 0, 2) > 0;
-                if seeded || (j != i && j == (i + 1) % n) {
-                    deps.push(format!("\"{other}\""));
-                }
-            }
-            let consumes = if i == 0 { "consumes = [\"svc\"]\n" } else { "" };
-            let provides = if i == n - 1 {
-                "provides = [\"svc\"]\n"
-            } else {
-                ""
-            };
-            manifests.push(format!(
-                "name = \"{me}\"\nversion = \"1\"\ndepends_on = [{}]\n{consumes}{provides}",
-                deps.join(", ")
-            ));
-        }
-        let plans: Vec<Vec<String>> = names
-            .iter()
-            .map(|me| {
-                let steps = setup.derive(&format!("{me}_steps"), 3, 12);
-                (0..steps)
-                    .map(|s| {
-                        let hops = setup.derive(&format!("{me}_s{s}_hops"), 0, 3);
-                        (0..hops)
-                            .map(|h| {
-                                let pick = setup.derive(&format!("{me}_s{s}_h{h}"), 0, n as u64);
-                                names
-                                    .get(pick as usize)
-                                    .copied()
-                                    .unwrap_or("zz")
-                                    .to_string()
-                            })
-                            .collect::<Vec<_>>()
-                            .join("/")
-                    })
-                    .collect()
-            })
-            .collect();
-        let external: Vec<String> = (0..setup.derive("external_calls", 0, 3))
-            .map(|k| {
-                let pick = setup.derive(&format!("external{k}"), 0, n as u64 - 1);
-                names[pick as usize].to_string()
-            })
-            .collect();
+        let SiblingsPlan {
+            names,
+            manifests,
+            steps: plans,
+            external,
+            external_pause_ns: pause,
+        } = plan(&mut |name, lo, hi| setup.derive(name, lo, hi));
+        let names = &names[..];
         let max_slice = 60;
         let mut bugs = 0;
         if setup.planted(REENTRANT_DEADLOCK) {
@@ -188,7 +247,6 @@ impl Scenario for CellsSiblings {
         }
         {
             let (host, o, c) = (world.host.clone(), observed.clone(), ctx.clone());
-            let pause = setup.derive("external_pause_ns", 0, 5_000);
             steppers.push(ctx.spawn("external", async move {
                 c.sleep(pause).await;
                 for target in external {
@@ -229,35 +287,13 @@ impl Scenario for CellsSiblings {
         let outcome = setup.sim.run();
         v.extend(models::liveness::check(&outcome));
         v.extend(world.check(&|_| true));
-        let observed = observed.borrow();
-        v.extend(
-            observed
-                .errors
-                .iter()
-                .map(|e| Violation::new("cell-error", e.clone())),
-        );
-        // Healthy cells never trap, so TARGET_ERROR is not among them.
-        const CODES: [u32; 4] = [
-            call_code::UNKNOWN_TARGET,
-            call_code::TARGET_GONE,
-            call_code::NOT_AUTHORIZED,
-            call_code::REENTRANT,
-        ];
-        for (what, code) in &observed.codes {
-            if !CODES.iter().any(|c| i64::from(*c) == -code) {
-                v.push(Violation::new(
-                    "cell-codes",
-                    format!("{what} returned {code}, not a pulp_call code"),
-                ));
-            }
-        }
-        v.extend(check_counts(&observed.counts));
+        v.extend(judge(&observed.borrow()));
         v
     }
 }
 
 /// Files a step's or call's value: a count from the path's last cell, or a code.
-fn record(o: &Rc<RefCell<Observed>>, me: &str, path: &str, value: i64) {
+pub fn record(o: &RefCell<Observed>, me: &str, path: &str, value: i64) {
     let mut o = o.borrow_mut();
     match path_value(me, path, value) {
         Ok((cell, count)) => o.counts.entry(cell).or_default().push(count),

@@ -28,30 +28,58 @@ pub type Logs = Rc<RefCell<BTreeMap<String, Vec<CellEvent>>>>;
 /// Values by (writing cell, key).
 type KvStore = BTreeMap<(String, Vec<u8>), Vec<u8>>;
 
+/// The key-value store and mailboxes cells reach through their capabilities; they record who
+/// wrote what (for the capability oracle). Shared by simulated and hardware runs.
+#[derive(Default)]
+pub struct CellStores {
+    kv: RefCell<KvStore>,
+    /// Every kv write, by writing cell.
+    pub kv_writers: RefCell<Vec<String>>,
+    mailboxes: RefCell<BTreeMap<String, VecDeque<Vec<u8>>>>,
+}
+
+impl CellStores {
+    pub fn open_mailbox(&self, cell: &str) {
+        self.mailboxes
+            .borrow_mut()
+            .entry(cell.to_string())
+            .or_default();
+    }
+    pub fn kv_get(&self, cell: &str, key: &[u8]) -> Option<Vec<u8>> {
+        self.kv.borrow().get(&(cell.into(), key.to_vec())).cloned()
+    }
+    pub fn kv_put(&self, cell: &str, key: &[u8], value: &[u8]) {
+        self.kv_writers.borrow_mut().push(cell.to_string());
+        self.kv
+            .borrow_mut()
+            .insert((cell.into(), key.to_vec()), value.to_vec());
+    }
+    pub fn send(&self, to: &str, message: &[u8]) -> bool {
+        match self.mailboxes.borrow_mut().get_mut(to) {
+            Some(q) => {
+                q.push_back(message.to_vec());
+                true
+            }
+            None => false,
+        }
+    }
+    pub fn recv(&self, cell: &str) -> Option<Vec<u8>> {
+        self.mailboxes.borrow_mut().get_mut(cell)?.pop_front()
+    }
+}
+
 /// Host services from the simulation.
 pub struct SimServices {
     ctx: Ctx,
-    kv: RefCell<KvStore>,
-    /// Every kv write, by writing cell (for the capability oracle).
-    pub kv_writers: RefCell<Vec<String>>,
-    mailboxes: RefCell<BTreeMap<String, VecDeque<Vec<u8>>>>,
+    pub stores: CellStores,
 }
 
 impl SimServices {
     pub fn new(ctx: Ctx) -> Self {
         Self {
             ctx,
-            kv: RefCell::default(),
-            kv_writers: RefCell::default(),
-            mailboxes: RefCell::default(),
+            stores: CellStores::default(),
         }
-    }
-
-    pub fn open_mailbox(&self, cell: &str) {
-        self.mailboxes
-            .borrow_mut()
-            .entry(cell.to_string())
-            .or_default();
     }
 }
 
@@ -69,27 +97,18 @@ impl HostServices for SimServices {
             .trace("cell-log", format_args!("{cell}: {message}"));
     }
     fn kv_get(&self, cell: &str, key: &[u8]) -> Option<Vec<u8>> {
-        self.kv.borrow().get(&(cell.into(), key.to_vec())).cloned()
+        self.stores.kv_get(cell, key)
     }
     fn kv_put(&self, cell: &str, key: &[u8], value: &[u8]) {
-        self.kv_writers.borrow_mut().push(cell.to_string());
         self.ctx
             .trace("kv-put", format_args!("{cell} key_len={}", key.len()));
-        self.kv
-            .borrow_mut()
-            .insert((cell.into(), key.to_vec()), value.to_vec());
+        self.stores.kv_put(cell, key, value);
     }
     fn send(&self, _from: &str, to: &str, message: &[u8]) -> bool {
-        match self.mailboxes.borrow_mut().get_mut(to) {
-            Some(q) => {
-                q.push_back(message.to_vec());
-                true
-            }
-            None => false,
-        }
+        self.stores.send(to, message)
     }
     fn recv(&self, cell: &str) -> Option<Vec<u8>> {
-        self.mailboxes.borrow_mut().get_mut(cell)?.pop_front()
+        self.stores.recv(cell)
     }
 }
 
@@ -128,6 +147,11 @@ impl<E: Engine> ObservedEngine<E> {
             logs,
             naming: RefCell::default(),
         }
+    }
+
+    /// Names the next instance (call before loading the cell).
+    pub fn name_next(&self, name: &str) {
+        self.naming.replace(name.to_string());
     }
 }
 
@@ -311,10 +335,10 @@ impl CellWorld {
         spec: cellhost::manifest::CellSpec,
         wasm: &[u8],
     ) -> Result<(), cellhost::CellError> {
-        self.host.engine().naming.replace(spec.name.clone());
+        self.host.engine().name_next(&spec.name);
         let name = spec.name.clone();
         self.host.load(spec, wasm)?;
-        self.services.open_mailbox(&name);
+        self.services.stores.open_mailbox(&name);
         Ok(())
     }
 

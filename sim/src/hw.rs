@@ -1,0 +1,411 @@
+//! `sim hw --scenario NAME [--iterations K] [--seed N]`: a scenario on real parts instead of
+//! simulated ones. Hardware runs are not deterministic: each iteration records a trace in the
+//! simulation's format (`t=<ns> <actor> <event> <details>`, real nanoseconds since the start),
+//! the same oracles judge it, and a report goes under `reports/hw-<scenario>/`.
+//!
+//! Hardware forms so far: `cells-siblings` on wasmtime (needs the `wasmtime` feature), with the
+//! workload derived from the seed exactly as the simulation derives it, the cells stepping as
+//! tasks on a tokio current-thread runtime, real time and OS entropy. The ring-pipe scenarios
+//! need the KVM guest, which does not exist yet; asking for them exits 2 and says so.
+
+use crate::cli::{UsageError, verdict_code};
+use clap::Args;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Args)]
+pub struct HwArgs {
+    #[arg(long)]
+    scenario: String,
+    /// Runs, each with its own seed (seed, seed+1, ...).
+    #[arg(long, default_value_t = 1)]
+    iterations: u64,
+    /// Seed of the first run's workload.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Where reports go.
+    #[arg(long, default_value = "reports")]
+    reports: PathBuf,
+    /// Print every trace line.
+    #[arg(long)]
+    trace: bool,
+}
+
+pub fn run(args: HwArgs) -> Result<ExitCode, UsageError> {
+    if scenarios::find(&args.scenario).is_none() {
+        return Err(UsageError(format!(
+            "unknown scenario '{}' (see `sim --list`)",
+            args.scenario
+        )));
+    }
+    match args.scenario.as_str() {
+        "cells-siblings" => cells(&args),
+        "pipe-echo" | "pipe-file" | "pipe-tcp" | "pipe-hostile" => Err(UsageError(format!(
+            "scenario '{}' has no hardware form yet: it needs the bare-metal guest in a KVM vCPU, which is not built",
+            args.scenario
+        ))),
+        other => Err(UsageError(format!(
+            "scenario '{other}' has no hardware form"
+        ))),
+    }
+}
+
+#[cfg(not(feature = "wasmtime"))]
+fn cells(_: &HwArgs) -> Result<ExitCode, UsageError> {
+    Err(UsageError(
+        "cells run on wasmtime in hardware mode; build with `--features wasmtime` (cargo run -p sim --features wasmtime -- hw ...)".into(),
+    ))
+}
+
+#[cfg(feature = "wasmtime")]
+fn cells(args: &HwArgs) -> Result<ExitCode, UsageError> {
+    let mut rows = Vec::new();
+    let mut all_pass = true;
+    let mut last = String::new();
+    for i in 0..args.iterations {
+        let seed = args.seed + i;
+        let outcome = cells_hw::run_once(seed)?;
+        if args.trace {
+            for line in &outcome.trace {
+                println!("{line}");
+            }
+        }
+        for v in &outcome.violations {
+            println!("violation: [{}] {}", v.oracle, v.message);
+        }
+        let pass = outcome.violations.is_empty();
+        all_pass &= pass;
+        last = format!(
+            "seed={seed} scenario=cells-siblings strategy=hw events={} trace={:016x} verdict={}",
+            outcome.trace.len(),
+            outcome.hash,
+            if pass { "pass" } else { "fail" }
+        );
+        rows.push((seed, outcome, pass));
+    }
+    let dir = write_report(args, &rows)?;
+    println!("report: {}", dir.display());
+    println!("{last}");
+    Ok(verdict_code(all_pass))
+}
+
+#[cfg(feature = "wasmtime")]
+fn write_report(
+    args: &HwArgs,
+    rows: &[(u64, cells_hw::Outcome, bool)],
+) -> Result<PathBuf, UsageError> {
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let dir = args
+        .reports
+        .join(format!("hw-{}", args.scenario))
+        .join(format!("{stamp}-seed{}-x{}", args.seed, args.iterations));
+    std::fs::create_dir_all(&dir)?;
+    let mut md = format!(
+        "# Hardware run of `{}`\n\n- command: `sim hw --scenario {} --seed {} --iterations {}`\n- engine: wasmtime 48 (Cranelift), tokio current-thread runtime, real time\n\n| seed | events | trace | wall ms | verdict | first violation |\n|---|---:|---|---:|---|---|\n",
+        args.scenario, args.scenario, args.seed, args.iterations
+    );
+    for (seed, o, pass) in rows {
+        let first = o
+            .violations
+            .first()
+            .map(|v| format!("[{}] {}", v.oracle, v.message))
+            .unwrap_or_default();
+        md.push_str(&format!(
+            "| {seed} | {} | `{:016x}` | {:.2} | {} | {first} |\n",
+            o.trace.len(),
+            o.hash,
+            o.wall_ms,
+            if *pass { "pass" } else { "fail" }
+        ));
+        std::fs::write(
+            dir.join(format!("seed-{seed}.trace")),
+            o.trace.join("\n") + "\n",
+        )?;
+    }
+    std::fs::write(dir.join("summary.md"), md)?;
+    Ok(dir)
+}
+
+#[cfg(feature = "wasmtime")]
+mod cells_hw {
+    use crate::cli::UsageError;
+    use cellhost::engine::wasmtime::WasmtimeEngine;
+    use cellhost::{CellError, CellHost, HostConfig, HostServices, Pacing, Registry};
+    use models::Violation;
+    use scenarios::cells::siblings::{self, Observed, SiblingsPlan};
+    use scenarios::cells::world::{CellStores, Logs, ObservedEngine};
+    use scenarios::cells::{envelope, path_value};
+    use simkit::DecisionSource;
+    use std::cell::RefCell;
+    use std::fmt;
+    use std::future::Future;
+    use std::io::Read;
+    use std::pin::Pin;
+    use std::rc::Rc;
+    use std::task::{Context, Poll};
+    use std::time::{Duration, Instant};
+
+    pub struct Outcome {
+        pub trace: Vec<String>,
+        pub hash: u64,
+        pub violations: Vec<Violation>,
+        pub wall_ms: f64,
+    }
+
+    thread_local! {
+        /// The task being polled, for trace lines (the simulation's kernel knows its actor).
+        static ACTOR: RefCell<String> = RefCell::new("kernel".into());
+    }
+
+    /// A task that names itself while it is polled.
+    struct Named<F> {
+        name: String,
+        fut: Pin<Box<F>>,
+    }
+
+    impl<F: Future> Future for Named<F> {
+        type Output = F::Output;
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+            let previous = ACTOR.with(|a| a.replace(self.name.clone()));
+            let r = self.fut.as_mut().poll(cx);
+            ACTOR.with(|a| a.replace(previous));
+            r
+        }
+    }
+
+    fn spawn<F: Future + 'static>(name: &str, fut: F) -> tokio::task::JoinHandle<F::Output> {
+        tokio::task::spawn_local(Named {
+            name: name.to_string(),
+            fut: Box::pin(fut),
+        })
+    }
+
+    /// Trace lines with real time.
+    struct Trace {
+        start: Instant,
+        lines: RefCell<Vec<String>>,
+    }
+
+    impl Trace {
+        fn line(&self, event: &str, details: fmt::Arguments<'_>) {
+            let t = self.start.elapsed().as_nanos();
+            let actor = ACTOR.with(|a| a.borrow().clone());
+            self.lines
+                .borrow_mut()
+                .push(format!("t={t} {actor} {event} {details}"));
+        }
+    }
+
+    /// Host services on the real host: wall clock, OS entropy.
+    struct RealServices {
+        trace: Rc<Trace>,
+        stores: CellStores,
+    }
+
+    impl HostServices for RealServices {
+        fn now_ns(&self) -> u64 {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0)
+        }
+        fn entropy(&self, buf: &mut [u8]) {
+            let read = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(buf));
+            if read.is_err() {
+                buf.fill(0);
+            }
+        }
+        fn log(&self, cell: &str, message: &str) {
+            self.trace
+                .line("cell-log", format_args!("{cell}: {message}"));
+        }
+        fn kv_get(&self, cell: &str, key: &[u8]) -> Option<Vec<u8>> {
+            self.stores.kv_get(cell, key)
+        }
+        fn kv_put(&self, cell: &str, key: &[u8], value: &[u8]) {
+            self.stores.kv_put(cell, key, value);
+        }
+        fn send(&self, _: &str, to: &str, message: &[u8]) -> bool {
+            self.stores.send(to, message)
+        }
+        fn recv(&self, cell: &str) -> Option<Vec<u8>> {
+            self.stores.recv(cell)
+        }
+    }
+
+    /// Fixed slices; a yield to the tokio scheduler between them.
+    struct TokioPacing {
+        trace: Rc<Trace>,
+    }
+
+    impl Pacing for TokioPacing {
+        fn fuel_slice(&self) -> u64 {
+            2_000
+        }
+        fn preempt(&self) -> Pin<Box<dyn Future<Output = ()>>> {
+            Box::pin(tokio::task::yield_now())
+        }
+        fn trace(&self, event: &str, details: fmt::Arguments<'_>) {
+            self.trace.line(event, details);
+        }
+    }
+
+    type Host = CellHost<ObservedEngine<WasmtimeEngine>, TokioPacing>;
+
+    /// A hardware run has a wall-clock bound in place of the kernel's deadlock detection.
+    const DEADLINE: Duration = Duration::from_secs(30);
+
+    pub fn run_once(seed: u64) -> Result<Outcome, UsageError> {
+        let mut ds = DecisionSource::seeded(seed);
+        let plan = siblings::plan(&mut |_, lo, hi| ds.range_inclusive(lo, hi));
+        let trace = Rc::new(Trace {
+            start: Instant::now(),
+            lines: RefCell::default(),
+        });
+        let logs: Logs = Rc::default();
+        let services = Rc::new(RealServices {
+            trace: trace.clone(),
+            stores: CellStores::default(),
+        });
+        let host: Rc<Host> = Rc::new(CellHost::new(
+            ObservedEngine::new(WasmtimeEngine::default(), logs.clone()),
+            Registry::standard(),
+            services.clone(),
+            TokioPacing {
+                trace: trace.clone(),
+            },
+            HostConfig::default(),
+        ));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()?;
+        let local = tokio::task::LocalSet::new();
+        let observed: Rc<RefCell<Observed>> = Rc::default();
+        let mut violations = Vec::new();
+        let started = Instant::now();
+        let finished = local.block_on(&runtime, async {
+            tokio::time::timeout(
+                DEADLINE,
+                workload(&host, &services, plan, &observed, &trace),
+            )
+            .await
+        });
+        let wall_ms = started.elapsed().as_secs_f64() * 1e3;
+        match finished {
+            Ok(problems) => violations.extend(problems),
+            Err(_) => violations.push(Violation::new(
+                "liveness",
+                format!("the workload did not finish within {}s", DEADLINE.as_secs()),
+            )),
+        }
+        for (cell, log) in logs.borrow().iter() {
+            violations.extend(models::cells::check_instance(cell, log, true));
+        }
+        violations.extend(siblings::judge(&observed.borrow()));
+        let lines = trace.lines.borrow().clone();
+        let hash = lines.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, l| {
+            l.bytes()
+                .chain(std::iter::once(b'\n'))
+                .fold(h, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+        });
+        Ok(Outcome {
+            trace: lines,
+            hash,
+            violations,
+            wall_ms,
+        })
+    }
+
+    async fn workload(
+        host: &Rc<Host>,
+        services: &Rc<RealServices>,
+        plan: SiblingsPlan,
+        observed: &Rc<RefCell<Observed>>,
+        trace: &Rc<Trace>,
+    ) -> Vec<Violation> {
+        let mut problems = Vec::new();
+        for m in &plan.manifests {
+            let loaded = cellhost::manifest::parse(m)
+                .map_err(|e| e.to_string())
+                .and_then(|spec| {
+                    let wasm = cellhost::cells::wasm("node")?;
+                    host.engine().name_next(&spec.name);
+                    let name = spec.name.clone();
+                    host.load(spec, &wasm).map_err(|e| e.to_string())?;
+                    services.stores.open_mailbox(&name);
+                    Ok(())
+                });
+            if let Err(e) = loaded {
+                problems.push(Violation::new("cell-load", e));
+            }
+        }
+        let mut tasks = Vec::new();
+        for (me, steps) in plan.names.iter().copied().zip(plan.steps) {
+            let (host, o, t) = (host.clone(), observed.clone(), trace.clone());
+            tasks.push(spawn(&format!("step-{me}"), async move {
+                if let Err(e) = host.init(me).await {
+                    o.borrow_mut().errors.push(format!("init {me}: {e}"));
+                    return;
+                }
+                for (k, p) in steps.iter().enumerate() {
+                    let env = envelope(k as u64, t.start.elapsed().as_nanos() as u64, p);
+                    match host.step(me, &env).await {
+                        Ok(value) => {
+                            t.line("stepped", format_args!("{me} '{p}' -> {value}"));
+                            siblings::record(&o, me, p, i64::from(value));
+                        }
+                        Err(e) => o.borrow_mut().errors.push(format!("step {me} '{p}': {e}")),
+                    }
+                }
+            }));
+        }
+        {
+            let (host, o) = (host.clone(), observed.clone());
+            let (external, pause) = (plan.external, plan.external_pause_ns);
+            tasks.push(spawn("external", async move {
+                tokio::time::sleep(Duration::from_nanos(pause)).await;
+                for target in external {
+                    match host.call(&target, "get", b"").await {
+                        Ok(bytes) => match <[u8; 8]>::try_from(bytes.as_slice()) {
+                            Ok(b) => match path_value("host", &target, i64::from_le_bytes(b)) {
+                                Ok((cell, count)) => {
+                                    o.borrow_mut().counts.entry(cell).or_default().push(count)
+                                }
+                                Err(code) => o.borrow_mut().codes.push((target.clone(), code)),
+                            },
+                            Err(_) => o
+                                .borrow_mut()
+                                .errors
+                                .push(format!("call {target}: {} bytes", bytes.len())),
+                        },
+                        Err(CellError::NotInitialized) => {}
+                        Err(e) => o.borrow_mut().errors.push(format!("call {target}: {e}")),
+                    }
+                }
+            }));
+        }
+        for t in tasks {
+            if t.await.is_err() {
+                problems.push(Violation::new("no-panic", "a task panicked"));
+            }
+        }
+        for me in plan.names {
+            for (what, r) in [
+                ("shutdown", host.shutdown(me).await),
+                ("close", host.close(me).await),
+            ] {
+                match r {
+                    Ok(()) | Err(CellError::NotInitialized) => {}
+                    Err(e) => observed
+                        .borrow_mut()
+                        .errors
+                        .push(format!("{what} {me}: {e}")),
+                }
+            }
+        }
+        problems
+    }
+}
