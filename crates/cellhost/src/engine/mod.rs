@@ -242,3 +242,80 @@ pub(crate) fn signature(params: &[ValType], results: &[ValType]) -> String {
     };
     format!("({}) -> ({})", list(params), list(results))
 }
+
+/// What an engine reports about one export, for the Pulp export checks.
+pub(crate) enum ExportShape {
+    Memory,
+    /// A function; `None` where a type is not i32/i64.
+    Func {
+        params: Option<Vec<ValType>>,
+        results: Option<Vec<ValType>>,
+        /// The engine's own rendering of the signature, for the error.
+        shown: String,
+    },
+    Other,
+}
+
+/// Checks a module's exports against the Pulp ABI: a memory, the required functions, and the
+/// optional ones where present, each with its exact signature.
+pub(crate) fn check_pulp_exports(
+    export: impl Fn(&str) -> Option<ExportShape>,
+) -> Result<(), LoadError> {
+    if !matches!(export(crate::abi::MEMORY), Some(ExportShape::Memory)) {
+        return Err(LoadError::MissingExport {
+            name: crate::abi::MEMORY,
+        });
+    }
+    let required = crate::abi::REQUIRED_EXPORTS.iter().map(|e| (e, true));
+    let optional = crate::abi::OPTIONAL_EXPORTS.iter().map(|e| (e, false));
+    for ((name, params, results), must) in required.chain(optional) {
+        let expected = signature(params, results);
+        match export(name) {
+            None if must => return Err(LoadError::MissingExport { name }),
+            None => {}
+            Some(ExportShape::Func {
+                params: p,
+                results: r,
+                ..
+            }) if p.as_deref() == Some(*params) && r.as_deref() == Some(*results) => {}
+            Some(ExportShape::Func { shown, .. }) => {
+                return Err(LoadError::WrongSignature {
+                    name: (*name).into(),
+                    expected,
+                    found: shown,
+                });
+            }
+            Some(_) => {
+                return Err(LoadError::WrongSignature {
+                    name: (*name).into(),
+                    expected,
+                    found: "not a function".into(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `len` bytes at `ptr` of linear memory `data`, bounds-checked.
+pub(crate) fn copy_out(data: &[u8], ptr: u32, len: u32) -> Result<Vec<u8>, MemoryError> {
+    let (start, end) = (ptr as usize, ptr as usize + len as usize);
+    data.get(start..end).map(<[u8]>::to_vec).ok_or(MemoryError {
+        ptr,
+        len,
+        size: data.len() as u64,
+    })
+}
+
+/// Writes `bytes` at `ptr` of linear memory `data`, bounds-checked.
+pub(crate) fn copy_in(data: &mut [u8], ptr: u32, bytes: &[u8]) -> Result<(), MemoryError> {
+    let err = MemoryError {
+        ptr,
+        len: u32::try_from(bytes.len()).unwrap_or(u32::MAX),
+        size: data.len() as u64,
+    };
+    let start = ptr as usize;
+    let end = start.checked_add(bytes.len()).ok_or(err)?;
+    data.get_mut(start..end).ok_or(err)?.copy_from_slice(bytes);
+    Ok(())
+}

@@ -3,8 +3,8 @@
 //! metering with resumable out-of-fuel, and deferred host imports as resumable host traps.
 
 use super::{
-    Answer, Engine, GuestMemory, HostOutcome, Import, Instance, Limits, LoadError, MemoryError,
-    Slice, Trap, signature,
+    Answer, Engine, ExportShape, GuestMemory, HostOutcome, Import, Instance, Limits, LoadError,
+    MemoryError, Slice, Trap, check_pulp_exports, copy_in, copy_out,
 };
 use crate::abi::{self, ValType};
 use std::any::Any;
@@ -91,41 +91,6 @@ fn describe(ty: &FuncType) -> String {
     format!("({}) -> ({})", list(ty.params()), list(ty.results()))
 }
 
-fn check_export(
-    module: &Module,
-    name: &'static str,
-    params: &[ValType],
-    results: &[ValType],
-    required: bool,
-) -> Result<(), LoadError> {
-    let Some(export) = module.exports().find(|e| e.name() == name) else {
-        return if required {
-            Err(LoadError::MissingExport { name })
-        } else {
-            Ok(())
-        };
-    };
-    let expected = signature(params, results);
-    let ExternType::Func(ty) = export.ty() else {
-        return Err(LoadError::WrongSignature {
-            name: name.into(),
-            expected,
-            found: "not a function".into(),
-        });
-    };
-    let matches = from_wasmi(ty.params()).as_deref() == Some(params)
-        && from_wasmi(ty.results()).as_deref() == Some(results);
-    if matches {
-        Ok(())
-    } else {
-        Err(LoadError::WrongSignature {
-            name: name.into(),
-            expected,
-            found: describe(ty),
-        })
-    }
-}
-
 fn val(v: &Val) -> i64 {
     match v {
         Val::I32(x) => i64::from(*x),
@@ -156,18 +121,18 @@ impl Engine for WasmiEngine {
         let module = Module::new(&self.engine, wasm).map_err(|e| LoadError::InvalidWasm {
             message: e.to_string(),
         })?;
-        let has_memory = module
-            .exports()
-            .any(|e| e.name() == abi::MEMORY && matches!(e.ty(), ExternType::Memory(_)));
-        if !has_memory {
-            return Err(LoadError::MissingExport { name: abi::MEMORY });
-        }
-        for (name, params, results) in abi::REQUIRED_EXPORTS {
-            check_export(&module, name, params, results, true)?;
-        }
-        for (name, params, results) in abi::OPTIONAL_EXPORTS {
-            check_export(&module, name, params, results, false)?;
-        }
+        check_pulp_exports(|name| {
+            let export = module.exports().find(|e| e.name() == name)?;
+            Some(match export.ty() {
+                ExternType::Memory(_) => ExportShape::Memory,
+                ExternType::Func(ty) => ExportShape::Func {
+                    params: from_wasmi(ty.params()),
+                    results: from_wasmi(ty.results()),
+                    shown: describe(ty),
+                },
+                _ => ExportShape::Other,
+            })
+        })?;
         Ok(WasmiModule(module))
     }
 
@@ -238,7 +203,7 @@ impl GuestMemory for CallerMemory<'_, '_> {
 
     fn read(&self, ptr: u32, len: u32) -> Result<Vec<u8>, MemoryError> {
         let data = self.memory.map_or(&[][..], |m| m.data(&*self.caller));
-        slice(data, ptr, len).map(<[u8]>::to_vec)
+        copy_out(data, ptr, len)
     }
 
     fn write(&mut self, ptr: u32, bytes: &[u8]) -> Result<(), MemoryError> {
@@ -249,30 +214,8 @@ impl GuestMemory for CallerMemory<'_, '_> {
                 size: 0,
             });
         };
-        write_into(memory.data_mut(&mut *self.caller), ptr, bytes)
+        copy_in(memory.data_mut(&mut *self.caller), ptr, bytes)
     }
-}
-
-fn slice(data: &[u8], ptr: u32, len: u32) -> Result<&[u8], MemoryError> {
-    let (start, end) = (ptr as usize, ptr as usize + len as usize);
-    data.get(start..end).ok_or(MemoryError {
-        ptr,
-        len,
-        size: data.len() as u64,
-    })
-}
-
-fn write_into(data: &mut [u8], ptr: u32, bytes: &[u8]) -> Result<(), MemoryError> {
-    let size = data.len() as u64;
-    let err = MemoryError {
-        ptr,
-        len: u32::try_from(bytes.len()).unwrap_or(u32::MAX),
-        size,
-    };
-    let start = ptr as usize;
-    let end = start.checked_add(bytes.len()).ok_or(err)?;
-    data.get_mut(start..end).ok_or(err)?.copy_from_slice(bytes);
-    Ok(())
 }
 
 fn host_call(
@@ -469,10 +412,10 @@ impl GuestMemory for WasmiInstance {
     }
 
     fn read(&self, ptr: u32, len: u32) -> Result<Vec<u8>, MemoryError> {
-        slice(self.memory.data(&self.store), ptr, len).map(<[u8]>::to_vec)
+        copy_out(self.memory.data(&self.store), ptr, len)
     }
 
     fn write(&mut self, ptr: u32, bytes: &[u8]) -> Result<(), MemoryError> {
-        write_into(self.memory.data_mut(&mut self.store), ptr, bytes)
+        copy_in(self.memory.data_mut(&mut self.store), ptr, bytes)
     }
 }

@@ -11,8 +11,8 @@
 //! drives the instance: no `unsafe`, and an instance is only ever polled on that thread.
 
 use super::{
-    Answer, Engine, GuestMemory, HostOutcome, Import, Instance, Limits, LoadError, MemoryError,
-    Slice, Trap, signature,
+    Answer, Engine, ExportShape, GuestMemory, HostOutcome, Import, Instance, Limits, LoadError,
+    MemoryError, Slice, Trap, check_pulp_exports, copy_in, copy_out, signature,
 };
 use crate::abi::{self, ValType};
 use std::any::Any;
@@ -113,44 +113,6 @@ fn trap(e: &wasmtime::Error) -> Trap {
     }
 }
 
-fn check_export(
-    module: &Module,
-    name: &'static str,
-    params: &[ValType],
-    results: &[ValType],
-    required: bool,
-) -> Result<(), LoadError> {
-    let Some(export) = module.exports().find(|e| e.name() == name) else {
-        return if required {
-            Err(LoadError::MissingExport { name })
-        } else {
-            Ok(())
-        };
-    };
-    let expected = signature(params, results);
-    let ExternType::Func(ty) = export.ty() else {
-        return Err(LoadError::WrongSignature {
-            name: name.into(),
-            expected,
-            found: "not a function".into(),
-        });
-    };
-    let p = from_wt(ty.params());
-    let r = from_wt(ty.results());
-    if p.as_deref() == Some(params) && r.as_deref() == Some(results) {
-        return Ok(());
-    }
-    let found = match (p, r) {
-        (Some(p), Some(r)) => signature(&p, &r),
-        _ => "a signature with non-integer types".into(),
-    };
-    Err(LoadError::WrongSignature {
-        name: name.into(),
-        expected,
-        found,
-    })
-}
-
 /// Waits for the host's answer to instance `id`'s deferred import.
 struct WaitAnswer {
     id: u64,
@@ -182,11 +144,11 @@ impl GuestMemory for CallerMemory<'_, '_> {
     }
     fn read(&self, ptr: u32, len: u32) -> Result<Vec<u8>, MemoryError> {
         let data = self.memory.map_or(&[][..], |m| m.data(&*self.caller));
-        read_from(data, ptr, len)
+        copy_out(data, ptr, len)
     }
     fn write(&mut self, ptr: u32, bytes: &[u8]) -> Result<(), MemoryError> {
         match self.memory {
-            Some(m) => write_into(m.data_mut(&mut *self.caller), ptr, bytes),
+            Some(m) => copy_in(m.data_mut(&mut *self.caller), ptr, bytes),
             None => Err(MemoryError {
                 ptr,
                 len: bytes.len() as u32,
@@ -194,27 +156,6 @@ impl GuestMemory for CallerMemory<'_, '_> {
             }),
         }
     }
-}
-
-fn read_from(data: &[u8], ptr: u32, len: u32) -> Result<Vec<u8>, MemoryError> {
-    let (start, end) = (ptr as usize, ptr as usize + len as usize);
-    data.get(start..end).map(<[u8]>::to_vec).ok_or(MemoryError {
-        ptr,
-        len,
-        size: data.len() as u64,
-    })
-}
-
-fn write_into(data: &mut [u8], ptr: u32, bytes: &[u8]) -> Result<(), MemoryError> {
-    let err = MemoryError {
-        ptr,
-        len: u32::try_from(bytes.len()).unwrap_or(u32::MAX),
-        size: data.len() as u64,
-    };
-    let start = ptr as usize;
-    let end = start.checked_add(bytes.len()).ok_or(err)?;
-    data.get_mut(start..end).ok_or(err)?.copy_from_slice(bytes);
-    Ok(())
 }
 
 /// Runs import `index` of the instance whose store this is; true if it deferred.
@@ -320,18 +261,25 @@ impl Engine for WasmtimeEngine {
         let module = Module::new(&self.engine, wasm).map_err(|e| LoadError::InvalidWasm {
             message: format!("{e:#}"),
         })?;
-        let has_memory = module
-            .exports()
-            .any(|e| e.name() == abi::MEMORY && matches!(e.ty(), ExternType::Memory(_)));
-        if !has_memory {
-            return Err(LoadError::MissingExport { name: abi::MEMORY });
-        }
-        for (name, params, results) in abi::REQUIRED_EXPORTS {
-            check_export(&module, name, params, results, true)?;
-        }
-        for (name, params, results) in abi::OPTIONAL_EXPORTS {
-            check_export(&module, name, params, results, false)?;
-        }
+        check_pulp_exports(|name| {
+            let export = module.exports().find(|e| e.name() == name)?;
+            Some(match export.ty() {
+                ExternType::Memory(_) => ExportShape::Memory,
+                ExternType::Func(ty) => {
+                    let (params, results) = (from_wt(ty.params()), from_wt(ty.results()));
+                    let shown = match (&params, &results) {
+                        (Some(p), Some(r)) => signature(p, r),
+                        _ => "a signature with non-integer types".into(),
+                    };
+                    ExportShape::Func {
+                        params,
+                        results,
+                        shown,
+                    }
+                }
+                _ => ExportShape::Other,
+            })
+        })?;
         Ok(WasmtimeModule(module))
     }
 
@@ -573,14 +521,14 @@ impl GuestMemory for WasmtimeInstance {
 
     fn read(&self, ptr: u32, len: u32) -> Result<Vec<u8>, MemoryError> {
         match &self.store {
-            Some(s) => read_from(self.memory.data(s), ptr, len),
+            Some(s) => copy_out(self.memory.data(s), ptr, len),
             None => Err(MemoryError { ptr, len, size: 0 }),
         }
     }
 
     fn write(&mut self, ptr: u32, bytes: &[u8]) -> Result<(), MemoryError> {
         match &mut self.store {
-            Some(s) => write_into(self.memory.data_mut(s), ptr, bytes),
+            Some(s) => copy_in(self.memory.data_mut(s), ptr, bytes),
             None => Err(MemoryError {
                 ptr,
                 len: bytes.len() as u32,
