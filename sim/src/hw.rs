@@ -133,11 +133,10 @@ fn write_report(
 mod cells_hw {
     use crate::cli::UsageError;
     use cellhost::engine::wasmtime::WasmtimeEngine;
-    use cellhost::{CellError, CellHost, HostConfig, HostServices, Pacing, Registry};
+    use cellhost::{CellHost, HostConfig, HostServices, Pacing, Registry};
     use models::Violation;
     use scenarios::cells::siblings::{self, Observed, SiblingsPlan};
     use scenarios::cells::world::{CellStores, Logs, ObservedEngine};
-    use scenarios::cells::{envelope, path_value};
     use simkit::DecisionSource;
     use std::cell::RefCell;
     use std::fmt;
@@ -346,20 +345,8 @@ mod cells_hw {
         for (me, steps) in plan.names.iter().copied().zip(plan.steps) {
             let (host, o, t) = (host.clone(), observed.clone(), trace.clone());
             tasks.push(spawn(&format!("step-{me}"), async move {
-                if let Err(e) = host.init(me).await {
-                    o.borrow_mut().errors.push(format!("init {me}: {e}"));
-                    return;
-                }
-                for (k, p) in steps.iter().enumerate() {
-                    let env = envelope(k as u64, t.start.elapsed().as_nanos() as u64, p);
-                    match host.step(me, &env).await {
-                        Ok(value) => {
-                            t.line("stepped", format_args!("{me} '{p}' -> {value}"));
-                            siblings::record(&o, me, p, i64::from(value));
-                        }
-                        Err(e) => o.borrow_mut().errors.push(format!("step {me} '{p}': {e}")),
-                    }
-                }
+                let now = || t.start.elapsed().as_nanos() as u64;
+                siblings::run_stepper(&host, me, &steps, &o, now).await;
             }));
         }
         {
@@ -367,24 +354,7 @@ mod cells_hw {
             let (external, pause) = (plan.external, plan.external_pause_ns);
             tasks.push(spawn("external", async move {
                 tokio::time::sleep(Duration::from_nanos(pause)).await;
-                for target in external {
-                    match host.call(&target, "get", b"").await {
-                        Ok(bytes) => match <[u8; 8]>::try_from(bytes.as_slice()) {
-                            Ok(b) => match path_value("host", &target, i64::from_le_bytes(b)) {
-                                Ok((cell, count)) => {
-                                    o.borrow_mut().counts.entry(cell).or_default().push(count)
-                                }
-                                Err(code) => o.borrow_mut().codes.push((target.clone(), code)),
-                            },
-                            Err(_) => o
-                                .borrow_mut()
-                                .errors
-                                .push(format!("call {target}: {} bytes", bytes.len())),
-                        },
-                        Err(CellError::NotInitialized) => {}
-                        Err(e) => o.borrow_mut().errors.push(format!("call {target}: {e}")),
-                    }
-                }
+                siblings::run_external_calls(&host, &external, &o).await;
             }));
         }
         for t in tasks {
@@ -392,20 +362,7 @@ mod cells_hw {
                 problems.push(Violation::new("no-panic", "a task panicked"));
             }
         }
-        for me in plan.names {
-            for (what, r) in [
-                ("shutdown", host.shutdown(me).await),
-                ("close", host.close(me).await),
-            ] {
-                match r {
-                    Ok(()) | Err(CellError::NotInitialized) => {}
-                    Err(e) => observed
-                        .borrow_mut()
-                        .errors
-                        .push(format!("{what} {me}: {e}")),
-                }
-            }
-        }
+        siblings::finish_all(host, &plan.names, observed).await;
         problems
     }
 }

@@ -17,8 +17,9 @@
 use crate::cells::world::CellWorld;
 use crate::cells::{check_counts, envelope, path_value};
 use crate::{PlantedBug, Scenario, Setup, Violation};
-use cellhost::HostConfig;
 use cellhost::abi::call_code;
+use cellhost::engine::Engine;
+use cellhost::{CellError, CellHost, HostConfig, Pacing};
 use simkit::KernelOptions;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -229,40 +230,14 @@ impl Scenario for CellsSiblings {
         for (me, plan) in names.iter().zip(plans) {
             let (host, o, c, me) = (world.host.clone(), observed.clone(), ctx.clone(), *me);
             steppers.push(ctx.spawn(&format!("step-{me}"), async move {
-                if let Err(e) = host.init(me).await {
-                    o.borrow_mut().errors.push(format!("init {me}: {e}"));
-                    return;
-                }
-                for (k, p) in plan.iter().enumerate() {
-                    let env = envelope(k as u64, c.now(), p);
-                    match host.step(me, &env).await {
-                        Ok(value) => {
-                            c.trace("stepped", format_args!("{me} '{p}' -> {value}"));
-                            record(&o, me, p, i64::from(value));
-                        }
-                        Err(e) => o.borrow_mut().errors.push(format!("step {me} '{p}': {e}")),
-                    }
-                }
+                run_stepper(&host, me, &plan, &o, || c.now()).await;
             }));
         }
         {
             let (host, o, c) = (world.host.clone(), observed.clone(), ctx.clone());
             steppers.push(ctx.spawn("external", async move {
                 c.sleep(pause).await;
-                for target in external {
-                    match host.call(&target, "get", b"").await {
-                        Ok(bytes) => match <[u8; 8]>::try_from(bytes.as_slice()) {
-                            Ok(b) => record(&o, "host", &target, i64::from_le_bytes(b)),
-                            Err(_) => o
-                                .borrow_mut()
-                                .errors
-                                .push(format!("call {target}: {} bytes", bytes.len())),
-                        },
-                        // Calling a cell before its stepper initialised it is allowed to fail.
-                        Err(cellhost::CellError::NotInitialized) => {}
-                        Err(e) => o.borrow_mut().errors.push(format!("call {target}: {e}")),
-                    }
-                }
+                run_external_calls(&host, &external, &o).await;
             }));
         }
         {
@@ -272,16 +247,7 @@ impl Scenario for CellsSiblings {
                 for s in steppers {
                     c.join(s).await;
                 }
-                for me in names {
-                    let shut = host.shutdown(me).await;
-                    let closed = host.close(me).await;
-                    for (what, r) in [("shutdown", shut), ("close", closed)] {
-                        match r {
-                            Ok(()) | Err(cellhost::CellError::NotInitialized) => {}
-                            Err(e) => o.borrow_mut().errors.push(format!("{what} {me}: {e}")),
-                        }
-                    }
-                }
+                finish_all(&host, &names, &o).await;
             });
         }
         let outcome = setup.sim.run();
@@ -289,6 +255,70 @@ impl Scenario for CellsSiblings {
         v.extend(world.check(&|_| true));
         v.extend(judge(&observed.borrow()));
         v
+    }
+}
+
+/// One cell's stepper: initialise it, then take its steps in order (`now` stamps envelopes).
+pub async fn run_stepper<E: Engine, P: Pacing>(
+    host: &CellHost<E, P>,
+    me: &str,
+    steps: &[String],
+    o: &RefCell<Observed>,
+    now: impl Fn() -> u64,
+) {
+    if let Err(e) = host.init(me).await {
+        o.borrow_mut().errors.push(format!("init {me}: {e}"));
+        return;
+    }
+    for (k, p) in steps.iter().enumerate() {
+        match host.step(me, &envelope(k as u64, now(), p)).await {
+            Ok(value) => {
+                host.pacing()
+                    .trace("stepped", format_args!("{me} '{p}' -> {value}"));
+                record(o, me, p, i64::from(value));
+            }
+            Err(e) => o.borrow_mut().errors.push(format!("step {me} '{p}': {e}")),
+        }
+    }
+}
+
+/// Host-initiated calls into each target (a count comes back as 8 bytes).
+pub async fn run_external_calls<E: Engine, P: Pacing>(
+    host: &CellHost<E, P>,
+    targets: &[String],
+    o: &RefCell<Observed>,
+) {
+    for target in targets {
+        match host.call(target, "get", b"").await {
+            Ok(bytes) => match <[u8; 8]>::try_from(bytes.as_slice()) {
+                Ok(b) => record(o, "host", target, i64::from_le_bytes(b)),
+                Err(_) => o
+                    .borrow_mut()
+                    .errors
+                    .push(format!("call {target}: {} bytes", bytes.len())),
+            },
+            // Calling a cell before its stepper initialised it is allowed to fail.
+            Err(CellError::NotInitialized) => {}
+            Err(e) => o.borrow_mut().errors.push(format!("call {target}: {e}")),
+        }
+    }
+}
+
+/// Shuts down and closes every cell once the steppers are done.
+pub async fn finish_all<E: Engine, P: Pacing>(
+    host: &CellHost<E, P>,
+    names: &[&str],
+    o: &RefCell<Observed>,
+) {
+    for me in names {
+        let shut = host.shutdown(me).await;
+        let closed = host.close(me).await;
+        for (what, r) in [("shutdown", shut), ("close", closed)] {
+            match r {
+                Ok(()) | Err(CellError::NotInitialized) => {}
+                Err(e) => o.borrow_mut().errors.push(format!("{what} {me}: {e}")),
+            }
+        }
     }
 }
 
