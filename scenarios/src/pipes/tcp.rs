@@ -483,7 +483,7 @@ async fn guest_main(
     if let Some(mut listener) = listener {
         // Ends the listener; the relay closes its side in turn.
         listener.close_write().await?;
-        if recv_opt(&mut listener).await?.is_some() {
+        if listener.recv_frame().await?.is_some() {
             return Err(PipeError::Protocol("frames after the listener closed"));
         }
     }
@@ -491,10 +491,6 @@ async fn guest_main(
         control.close_pipe(id).await?;
     }
     control.shutdown().await
-}
-
-async fn recv_opt(pipe: &mut GuestPipe) -> Result<Option<Vec<u8>>, PipeError> {
-    pipe.recv_frame().await
 }
 
 async fn recv(pipe: &mut GuestPipe) -> Result<Vec<u8>, PipeError> {
