@@ -10,6 +10,9 @@ cargo fmt --all -- --check
 echo "== clippy"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 
+echo "== bare-metal guest: format and clippy (its own workspace)"
+bash crates/metal-guest/check.sh
+
 echo "== tests"
 log="$(mktemp)"
 cargo test --workspace --all-features 2>&1 | tee "$log"

@@ -16,6 +16,8 @@ pub use harness::{
     RunReport, RunSpec, Setup, SpecError, StrategyName, run, source_label, validate,
 };
 pub use models::Violation;
+/// `pipe-echo`'s oracles, for runs of its guest workload outside the simulation.
+pub use pipes::echo::judge_echo;
 
 use simkit::{KernelOptions, MemMode};
 

@@ -19,6 +19,7 @@
 extern crate alloc;
 
 pub mod blocking;
+pub mod metal;
 #[cfg(feature = "sim")]
 pub mod sim;
 

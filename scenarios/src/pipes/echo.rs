@@ -1,8 +1,9 @@
 //! `pipe-echo`: the guest opens pipes through the control pipe and streams bytes to the monitor's
 //! echo relays, over many ring sizes and chunkings, with ring cursors starting near u64::MAX.
 //!
-//! Workload (derived per seed): 1–4 pipes, each with a ring of 64–1024 bytes, up to 3000 bytes in
-//! chunks of 1–300. Each pipe has a sender and a receiver kernel thread on separate pipe ends. A
+//! Workload (derived per seed; the guest code is `guest_programs::echo`, which a bare-metal guest
+//! runs too): 1–4 pipes, each with a ring of 64–1024 bytes, up to 3000 bytes in chunks of 1–300.
+//! Each pipe has a sender and a receiver kernel thread on separate pipe ends. A
 //! receiver may abandon its pipe early (closing its read side), so the writers meet a dead
 //! reader. Sometimes pipe 0 is shared by two writer threads sending tagged frames under a guest
 //! mutex. When the receivers are done the main thread closes the pipes and the control pipe.
@@ -14,17 +15,12 @@
 
 use crate::pipes::files::SimFiles;
 use crate::pipes::net::SimNet;
-use crate::pipes::world::{self, Bugs, GuestEnv, GuestPipe, PipeWorld};
+use crate::pipes::world::{self, Bugs, PipeWorld};
 use crate::{PlantedBug, Scenario, Setup, Violation};
-use guest::sync::{Latch, Mutex};
-use guest::{ControlClient, PipeError};
-use models::pipes::{check_direction, check_tagged_stream, tagged_frame};
+use guest_programs::echo::{self, Plan, Results, Shared};
+use models::pipes::{check_direction, check_tagged_stream};
 use monitor::control_pipe_info;
-use ring_pipe::RingError;
-use ring_pipe::msg::{Protocol, Wire};
 use simkit::{KernelOptions, MemMode};
-use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::rc::Rc;
 
 pub struct PipeEcho;
@@ -97,40 +93,6 @@ static BUGS: &[PlantedBug] = &[
     },
 ];
 
-/// Deterministic bytes from a key (xorshift64*), so payloads need not be drawn byte by byte.
-pub fn bytes_from(key: u64, len: usize) -> Vec<u8> {
-    let mut x = key | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x >> 12;
-            x ^= x << 25;
-            x ^= x >> 27;
-            (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 56) as u8
-        })
-        .collect()
-}
-
-struct Plan {
-    ring: u64,
-    data: Vec<u8>,
-    chunk: usize,
-    abandon_after: Option<usize>,
-    /// Frames per writer, when the pipe is shared by two writers.
-    shared: Option<Vec<Vec<Vec<u8>>>>,
-}
-
-#[derive(Default)]
-pub(crate) struct Results {
-    pub(crate) received: BTreeMap<usize, Vec<u8>>,
-    pub(crate) errors: Vec<String>,
-}
-
-pub(crate) type Shared = Rc<RefCell<Results>>;
-
-pub(crate) fn record_error(results: &Shared, what: String) {
-    results.borrow_mut().errors.push(what);
-}
-
 impl Scenario for PipeEcho {
     fn name(&self) -> &'static str {
         "pipe-echo"
@@ -153,37 +115,7 @@ impl Scenario for PipeEcho {
     }
 
     fn run(&self, setup: &mut Setup) -> Vec<Violation> {
-        let pipes = setup.derive("pipes", 1, 4) as usize;
-        let shared_pipe = setup.derive("shared_pipe", 0, 2) == 0;
-        let mut plans = Vec::new();
-        for i in 0..pipes {
-            let ring = 64 << setup.derive(&format!("p{i}_ring_shift"), 0, 4);
-            let len = setup.derive(&format!("p{i}_bytes"), 0, 3000) as usize;
-            let chunk = setup.derive(&format!("p{i}_chunk"), 1, 300) as usize;
-            let key = setup.derive(&format!("p{i}_key"), 0, u64::from(u32::MAX));
-            let shared = (i == 0 && shared_pipe).then(|| {
-                (0..2u64)
-                    .map(|w| {
-                        (0..1 + (key >> (w * 3)) % 8)
-                            .map(|f| bytes_from(key ^ (w << 32) ^ f, ((key >> f) % 41) as usize))
-                            .collect()
-                    })
-                    .collect()
-            });
-            let abandon_after =
-                if shared.is_none() && setup.derive(&format!("p{i}_abandon"), 0, 4) == 0 {
-                    Some(setup.derive(&format!("p{i}_abandon_after"), 0, len as u64) as usize)
-                } else {
-                    None
-                };
-            plans.push(Plan {
-                ring,
-                data: bytes_from(key, len),
-                chunk,
-                abandon_after,
-                shared,
-            });
-        }
+        let mut plan = echo::plan(&mut |name, lo, hi| setup.derive(name, lo, hi));
         let mut bugs = Bugs::default();
         if setup.planted(EOF_BEFORE_DRAIN) {
             bugs.host_ring |= ring_pipe::planted::EOF_BEFORE_DRAIN;
@@ -207,25 +139,16 @@ impl Scenario for PipeEcho {
         if setup.planted(SPIN_DEAD_PEER) {
             bugs.guest |= guest::planted::SPIN_ON_DEAD_PEER;
         }
-        let two_producers = setup.planted(TWO_WRITERS);
+        plan.two_producers = setup.planted(TWO_WRITERS);
 
-        let plans = Rc::new(plans);
+        let plan = Rc::new(plan);
         let results: Shared = Rc::default();
         let files = Rc::new(SimFiles::new(setup.ctx()));
         let region_len = 256 * 1024;
-        let (p, r) = (plans.clone(), results.clone());
-        let world = PipeWorld::boot(
-            setup,
-            region_len,
-            bugs,
-            files,
-            SimNet::none(),
-            move |env| async move {
-                if let Err(e) = guest_main(env, p, r.clone(), two_producers).await {
-                    record_error(&r, format!("main: {e}"));
-                }
-            },
-        );
+        let (p, r) = (plan.clone(), results.clone());
+        let world = PipeWorld::boot(setup, region_len, bugs, files, SimNet::none(), move |env| {
+            echo::run(env, control_pipe_info(), p, r)
+        });
 
         let outcome = setup.sim.run();
         let results = results.borrow();
@@ -233,163 +156,46 @@ impl Scenario for PipeEcho {
         // Every received byte crossed the pipe twice (guest to monitor and back).
         let echoed: usize = results.received.values().map(Vec::len).sum();
         setup.metric("pipe_bytes", 2 * echoed as u64);
-        for (i, plan) in plans.iter().enumerate() {
-            let got = results.received.get(&i).cloned().unwrap_or_default();
-            match &plan.shared {
-                Some(frames) => v.extend(check_tagged_stream(i as u64, &got, frames)),
-                None => v.extend(check_direction(
-                    i as u64,
-                    "echo",
-                    &plan.data,
-                    &got,
-                    plan.abandon_after.is_some(),
-                )),
-            }
-        }
+        v.extend(judge_echo(&plan, &results));
         v
     }
 }
 
-async fn guest_main(
-    env: GuestEnv,
-    plans: Rc<Vec<Plan>>,
-    results: Shared,
-    two_producers: bool,
-) -> Result<(), PipeError> {
-    let mut control = ControlClient::new(env.attach(&control_pipe_info()).await?);
-    let done = Latch::new(plans.len() as u64);
-    let mut ids = Vec::new();
-    for (i, plan) in plans.iter().enumerate() {
-        let info = control.new_pipe(plan.ring).await?;
-        ids.push(info.pipe_id);
-        let mut writer_end = env.attach(&info).await?;
-        writer_end.send_frame(&Protocol::Echo.encode()).await?;
-        let reader_end = env.attach(&info).await?;
-        let (r, d, abandon) = (results.clone(), done.clone(), plan.abandon_after);
-        env.kernel.spawn(&format!("recv{i}"), async move {
-            receive(i, reader_end, abandon, &r).await;
-            d.count_down();
-        });
-        match &plan.shared {
-            None => {
-                let (r, plans) = (results.clone(), plans.clone());
-                env.kernel.spawn(&format!("send{i}"), async move {
-                    let plan = &plans[i];
-                    send(
-                        i,
-                        writer_end,
-                        &plan.data,
-                        plan.chunk,
-                        plan.abandon_after.is_some(),
-                        &r,
-                    )
-                    .await;
-                });
-            }
-            Some(frames) => {
-                let writers_left = Latch::new(frames.len() as u64);
-                let shared_end = Rc::new(Mutex::new(writer_end));
-                for (w, own) in frames.iter().enumerate() {
-                    let end = if two_producers {
-                        Some(env.attach(&info).await?)
-                    } else {
-                        None
-                    };
-                    let (own, shared_end, r, left) = (
-                        own.clone(),
-                        shared_end.clone(),
-                        results.clone(),
-                        writers_left.clone(),
-                    );
-                    env.kernel.spawn(&format!("writer{i}.{w}"), async move {
-                        if let Err(e) = write_frames(w as u8, own, end, &shared_end, &left).await {
-                            record_error(&r, format!("writer {i}.{w}: {e}"));
-                        }
-                    });
-                }
-            }
+/// This workload's oracles, from its plan and what the guest received: byte conservation per
+/// pipe (exact, or a prefix when abandoned) and frame integrity on a shared pipe. Shared with
+/// runs outside the simulation, which judge the same plan and results.
+pub fn judge_echo(plan: &Plan, results: &Results) -> Vec<Violation> {
+    let mut v = Vec::new();
+    for (i, pipe) in plan.pipes.iter().enumerate() {
+        let got = results.received.get(&i).cloned().unwrap_or_default();
+        match &pipe.shared {
+            Some(frames) => v.extend(check_tagged_stream(i as u64, &got, frames)),
+            None => v.extend(check_direction(
+                i as u64,
+                "echo",
+                &pipe.data,
+                &got,
+                pipe.abandon_after.is_some(),
+            )),
         }
     }
-    done.wait().await;
-    for id in ids {
-        control.close_pipe(id).await?;
-    }
-    control.shutdown().await
+    v
 }
 
-pub(crate) async fn send(
-    i: usize,
-    mut end: GuestPipe,
-    data: &[u8],
-    chunk: usize,
-    abandoned: bool,
-    results: &Shared,
-) {
-    for part in data.chunks(chunk.max(1)) {
-        match end.write_all(part).await {
-            Ok(()) => {}
-            // An abandoned pipe's reader is gone: stopping is the right outcome.
-            Err(PipeError::Ring(RingError::PeerClosed)) if abandoned => return,
-            Err(e) => return record_error(results, format!("send {i}: {e}")),
+#[cfg(test)]
+mod tests {
+    /// The workload frames shared pipes itself; the oracle parses them with its own reference.
+    #[test]
+    fn workload_frames_match_the_oracles_reference() {
+        for (w, seq, payload) in [
+            (0u8, 0u32, &b""[..]),
+            (1, 7, b"abc"),
+            (255, u32::MAX, &[9; 40]),
+        ] {
+            assert_eq!(
+                guest_programs::echo::tagged_frame(w, seq, payload),
+                models::pipes::tagged_frame(w, seq, payload)
+            );
         }
     }
-    if let Err(e) = end.close_write().await {
-        record_error(results, format!("send {i} close: {e}"));
-    }
-}
-
-pub(crate) async fn receive(
-    i: usize,
-    mut end: GuestPipe,
-    abandon_after: Option<usize>,
-    results: &Shared,
-) {
-    let mut got = Vec::new();
-    let mut buf = [0u8; 512];
-    loop {
-        let want = match abandon_after {
-            Some(limit) if got.len() >= limit => break,
-            Some(limit) => (limit - got.len()).min(buf.len()),
-            None => buf.len(),
-        };
-        match end.read(&mut buf[..want]).await {
-            Ok(0) => break,
-            Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(e) => {
-                record_error(results, format!("recv {i}: {e}"));
-                break;
-            }
-        }
-    }
-    if abandon_after.is_some()
-        && let Err(e) = end.close_read().await
-    {
-        record_error(results, format!("recv {i} close: {e}"));
-    }
-    results.borrow_mut().received.insert(i, got);
-}
-
-/// One of two writers on a shared pipe: whole tagged frames under the pipe's lock (or, with the
-/// planted bug, through its own producer on the same ring). The last writer closes the pipe.
-async fn write_frames(
-    w: u8,
-    frames: Vec<Vec<u8>>,
-    own_end: Option<GuestPipe>,
-    shared: &Mutex<GuestPipe>,
-    writers_left: &Latch,
-) -> Result<(), PipeError> {
-    let mut own_end = own_end;
-    for (seq, payload) in frames.iter().enumerate() {
-        let frame = tagged_frame(w, seq as u32, payload);
-        match own_end.as_mut() {
-            Some(end) => end.write_all(&frame).await?,
-            None => shared.lock().await.write_all(&frame).await?,
-        }
-    }
-    writers_left.count_down();
-    writers_left.wait().await;
-    if w == 0 {
-        shared.lock().await.close_write().await?;
-    }
-    Ok(())
 }

@@ -11,13 +11,13 @@
 //! one a correct file could give) and the store's final contents; region ownership (no pipe
 //! placed over one the guest has not closed); liveness; no panic; no out-of-bounds access.
 
-use crate::pipes::echo::bytes_from;
 use crate::pipes::files::SimFiles;
 use crate::pipes::net::SimNet;
 use crate::pipes::world::{self, Bugs, GuestEnv, GuestPipe, PipeWorld};
 use crate::{PlantedBug, Scenario, Setup, Violation};
 use guest::sync::Latch;
 use guest::{ControlClient, PipeError};
+use guest_programs::echo::bytes_from;
 use models::files::{FileExchange, check_file};
 use models::pipes::{PlacementEvent, check_placements};
 use monitor::control_pipe_info;

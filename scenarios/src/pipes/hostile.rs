@@ -11,13 +11,13 @@
 //! honest pipes keep working (conservation and liveness, as in `pipe-echo`). Hostile pipes'
 //! headers are meaningless, so no wake condition is derived from them.
 
-use crate::pipes::echo::{Shared, bytes_from, receive, record_error, send};
 use crate::pipes::files::SimFiles;
 use crate::pipes::net::SimNet;
 use crate::pipes::world::{self, Bugs, GuestEnv, PipeWorld, WatchedIrq};
 use crate::{PlantedBug, Scenario, Setup, Violation};
 use guest::sync::{Latch, Mutex};
 use guest::{ControlClient, PipeError};
+use guest_programs::echo::{Shared, bytes_from, receive, record_error, send};
 use hv::Doorbell;
 use hv::sim::{SimEventFd, SimShm};
 use models::pipes::check_direction;

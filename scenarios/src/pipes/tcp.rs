@@ -15,13 +15,13 @@
 //! peer sees its connection end; a connect to a closed port is refused; no peer software
 //! fails; plus the pipe world's liveness, panic and out-of-bounds checks.
 
-use crate::pipes::echo::bytes_from;
 use crate::pipes::files::SimFiles;
 use crate::pipes::net::{Activity, GATEWAY, Kick, NetConfig, Network};
 use crate::pipes::world::{self, Bugs, GuestEnv, GuestPipe, PipeWorld};
 use crate::{PlantedBug, Scenario, Setup, Violation};
 use guest::sync::Latch;
 use guest::{ControlClient, PipeError};
+use guest_programs::echo::bytes_from;
 use models::pipes::check_stream;
 use monitor::control_pipe_info;
 use ring_pipe::msg::{ListenerReply, ListenerRequest, Protocol, StreamReply, Wire, code};

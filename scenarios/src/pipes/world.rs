@@ -12,6 +12,7 @@
 use crate::pipes::files::SimFiles;
 use crate::pipes::net::SimNet;
 use guest::{GuestKernel, KernelHandle, PipeEnd, PipeError, VcpuHooks};
+use guest_programs::echo::GuestOs;
 use hv::sim::{SimEventFd, SimIrqLine, SimShm, SimVm};
 use hv::{EventWaiter, IrqWaiter};
 use models::pipes::{RingAt, readable_or_closed, writable_or_closed};
@@ -239,6 +240,20 @@ impl GuestEnv {
                 .await?
                 .with_ring_bugs(self.ring_bugs),
         )
+    }
+}
+
+impl GuestOs for GuestEnv {
+    type Mem = SimShm;
+    type Bell = SimEventFd;
+    type Irq = WatchedIrq;
+
+    fn attach(&self, info: &PipeInfo) -> impl Future<Output = Result<GuestPipe, PipeError>> {
+        GuestEnv::attach(self, info)
+    }
+
+    fn kernel(&self) -> &KernelHandle {
+        &self.kernel
     }
 }
 

@@ -1,0 +1,145 @@
+//! One VM with one vCPU: KVM system and VM handles, guest RAM as memory slot 0, the in-kernel
+//! irqchip (created before the vCPU, as x86 requires), the interrupt line (an irqfd) and the
+//! doorbells (ioeventfds on the doorbell port, one datamatch per doorbell id).
+
+use crate::ram::GuestRam;
+use crate::signals::{DoorbellWaiter, IrqLine};
+use crate::vcpu::{ExitHandler, VcpuThread};
+use crate::{KvmError, boot, elf};
+use hv::metal::{DOORBELL_MMIO, IMAGE_GPA, IRQ_GSI, PARAMS_GPA, PARAMS_MAX, SHM_GPA};
+use kvm_bindings::kvm_userspace_memory_region;
+use kvm_ioctls::{IoEventAddress, Kvm, VcpuFd, VmFd};
+use raw_shm::RawShm;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
+
+/// Where the TSS pages of the VMX real-mode emulation go (three pages below the BIOS area; the
+/// guest never touches them).
+const TSS_ADDRESS: usize = 0xfffb_d000;
+
+/// Whether this machine can run hardware runs, or why not.
+pub fn available() -> Result<(), KvmError> {
+    Kvm::new().map(|_| ()).map_err(KvmError::NoKvm)
+}
+
+pub struct Machine {
+    kvm: Kvm,
+    vm: Arc<VmFd>,
+    ram: GuestRam,
+    shm_len: u64,
+    vcpu: VcpuFd,
+    loaded: bool,
+    doorbells: Arc<Mutex<BTreeMap<u64, EventFd>>>,
+}
+
+impl Machine {
+    /// A VM whose RAM holds the boot area, the image and a shared region of `shm_len` bytes.
+    pub fn new(shm_len: u64) -> Result<Self, KvmError> {
+        let kvm = Kvm::new().map_err(KvmError::NoKvm)?;
+        let vm = kvm
+            .create_vm()
+            .map_err(|e| KvmError::Ioctl("KVM_CREATE_VM", e))?;
+        vm.set_tss_address(TSS_ADDRESS)
+            .map_err(|e| KvmError::Ioctl("KVM_SET_TSS_ADDR", e))?;
+        vm.create_irq_chip()
+            .map_err(|e| KvmError::Ioctl("KVM_CREATE_IRQCHIP", e))?;
+        // Whole 2 MiB pages, so the identity map covers RAM exactly.
+        let ram_len = (SHM_GPA + shm_len).next_multiple_of(2 << 20);
+        let ram = GuestRam::new(ram_len as usize)?;
+        let region = kvm_userspace_memory_region {
+            slot: 0,
+            flags: 0,
+            guest_phys_addr: 0,
+            memory_size: ram_len,
+            userspace_addr: ram.host_address(),
+        };
+        // SAFETY: the region is our live mapping of `ram_len` bytes; the VM fd is dropped
+        // (and with it the slot) before the mapping, whose owner `ram` lives in this struct
+        // and in every shared-memory view.
+        #[allow(unsafe_code)]
+        unsafe { vm.set_user_memory_region(region) }
+            .map_err(|e| KvmError::Ioctl("KVM_SET_USER_MEMORY_REGION", e))?;
+        boot::write_tables(&ram)?;
+        let vcpu = vm
+            .create_vcpu(0)
+            .map_err(|e| KvmError::Ioctl("KVM_CREATE_VCPU", e))?;
+        Ok(Self {
+            kvm,
+            vm: Arc::new(vm),
+            ram,
+            shm_len,
+            vcpu,
+            loaded: false,
+            doorbells: Arc::default(),
+        })
+    }
+
+    pub fn ram(&self) -> &GuestRam {
+        &self.ram
+    }
+
+    /// The shared region, as the host sees it.
+    pub fn shm(&self) -> Result<RawShm, KvmError> {
+        self.ram.shm(SHM_GPA, self.shm_len)
+    }
+
+    /// Loads the guest image and its boot parameters, and points the vCPU at the entry in long
+    /// mode. Once per machine: the image's `.bss` relies on fresh RAM being zero.
+    pub fn load(mut self, image: &[u8], params: &[u8]) -> Result<Self, KvmError> {
+        if self.loaded {
+            return Err(KvmError::AlreadyLoaded);
+        }
+        self.loaded = true;
+        let entry = elf::load_fresh(&self.ram, image, IMAGE_GPA, SHM_GPA)?;
+        if params.len() as u64 > PARAMS_MAX {
+            return Err(KvmError::ParamsTooLarge(params.len()));
+        }
+        self.ram.write(PARAMS_GPA, params)?;
+        boot::enter_long_mode(
+            &self.kvm,
+            &self.vcpu,
+            entry,
+            [PARAMS_GPA, params.len() as u64, SHM_GPA, self.shm_len],
+        )?;
+        Ok(self)
+    }
+
+    /// The interrupt line into the guest (irqfd on `IRQ_GSI`).
+    pub fn irq_line(&self) -> Result<IrqLine, KvmError> {
+        let fd = EventFd::new(EFD_NONBLOCK).map_err(|e| KvmError::Os("eventfd", e))?;
+        self.vm
+            .register_irqfd(&fd, IRQ_GSI)
+            .map_err(|e| KvmError::Ioctl("KVM_IRQFD", e))?;
+        Ok(IrqLine::new(fd))
+    }
+
+    /// The host side of doorbell `id`: an ioeventfd matching a 4-byte write of `id` to the
+    /// doorbell port. Asking again for the same id gives another handle on the same counter.
+    /// Needs a tokio reactor.
+    pub fn doorbell(&self, id: u64) -> Result<DoorbellWaiter, KvmError> {
+        let datamatch = u32::try_from(id).map_err(|_| KvmError::DoorbellId(id))?;
+        let mut bells = self
+            .doorbells
+            .lock()
+            .map_err(|_| KvmError::Poisoned("doorbells"))?;
+        let fd = match bells.get(&id) {
+            Some(fd) => fd.try_clone().map_err(|e| KvmError::Os("dup eventfd", e))?,
+            None => {
+                let fd = EventFd::new(EFD_NONBLOCK).map_err(|e| KvmError::Os("eventfd", e))?;
+                self.vm
+                    .register_ioevent(&fd, &IoEventAddress::Mmio(DOORBELL_MMIO), datamatch)
+                    .map_err(|e| KvmError::Ioctl("KVM_IOEVENTFD", e))?;
+                let mine = fd.try_clone().map_err(|e| KvmError::Os("dup eventfd", e))?;
+                bells.insert(id, fd);
+                mine
+            }
+        };
+        DoorbellWaiter::new(fd)
+    }
+
+    /// Starts the vCPU on its own thread; `handler` serves its exits.
+    pub fn start(self, handler: impl ExitHandler) -> Result<VcpuThread, KvmError> {
+        VcpuThread::spawn(self.vcpu, self.vm, handler)
+    }
+}

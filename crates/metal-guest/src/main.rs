@@ -1,0 +1,195 @@
+//! The guest kernel on bare metal. The VMM (`hv-kvm`) enters `_start` in long mode at CPL 3 with
+//! the boot parameters and the shared region in registers; `metal_main` installs exception
+//! reporting, decodes the parameters, runs the program they name on the same `guest` kernel and
+//! `guest-programs` code as the simulation, reports what it observed through hypercalls and
+//! exits.
+//!
+//! Boot parameters: a header (`MGB1`, guest bugs u32, guest ring bugs u32, preemption seed u64)
+//! followed by one program's encoded plan, recognised by its own magic.
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+mod arch;
+mod mem;
+mod rt;
+
+use alloc::format;
+use alloc::rc::Rc;
+use core::cell::RefCell;
+use guest_programs::echo::{self, GuestOs, Pipe};
+use guest_programs::stream::{self, StreamPlan};
+use hv::metal::hypercall;
+use raw_shm::RawShm;
+use ring_pipe::msg::PipeInfo;
+
+const HEADER_MAGIC: &[u8; 4] = b"MGB1";
+const HEADER_LEN: usize = 4 + 4 + 4 + 8;
+
+/// Exit codes (the VMM reports them).
+const EXIT_OK: u64 = 0;
+const EXIT_BAD_PARAMS: u64 = 2;
+
+struct Header {
+    bugs: u32,
+    ring_bugs: u32,
+    seed: u64,
+}
+
+fn header(params: &[u8]) -> Option<Header> {
+    let h = params.get(..HEADER_LEN)?;
+    if &h[..4] != HEADER_MAGIC {
+        return None;
+    }
+    let u32_at = |at: usize| u32::from_le_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]);
+    let mut seed = [0u8; 8];
+    seed.copy_from_slice(&h[12..20]);
+    Some(Header {
+        bugs: u32_at(4),
+        ring_bugs: u32_at(8),
+        seed: u64::from_le_bytes(seed),
+    })
+}
+
+fn fail(message: &str, code: u64) -> ! {
+    arch::report(hypercall::ERROR, None, message.as_bytes());
+    arch::exit(code)
+}
+
+extern "C" fn metal_main(params: u64, params_len: u64, shm: u64, shm_len: u64) -> ! {
+    arch::init_exceptions();
+    // SAFETY: the VMM placed `params_len` bytes of parameters at `params`, identity-mapped and
+    // untouched afterwards; the slice is only read.
+    #[allow(unsafe_code)]
+    let params = unsafe { core::slice::from_raw_parts(params as *const u8, params_len as usize) };
+    // SAFETY: the VMM maps the shared region at `shm..shm + shm_len` for the guest's lifetime.
+    #[allow(unsafe_code)]
+    let shm = unsafe { RawShm::new(shm as *mut u8, shm_len, None) };
+    let Some(head) = header(params) else {
+        fail("boot parameters lack the MGB1 header", EXIT_BAD_PARAMS)
+    };
+    let program = &params[HEADER_LEN..];
+    match program.get(..4) {
+        Some(b"RSTR") => match StreamPlan::decode(program) {
+            Ok(plan) => run_stream(shm, plan),
+            Err(e) => fail(&format!("stream plan: {e}"), EXIT_BAD_PARAMS),
+        },
+        Some(b"ECHP") => match echo::Plan::decode(program) {
+            Ok(plan) => run_echo(shm, plan, &head),
+            Err(e) => fail(&format!("echo plan: {e}"), EXIT_BAD_PARAMS),
+        },
+        _ => fail("unknown program in the boot parameters", EXIT_BAD_PARAMS),
+    }
+}
+
+fn run_stream(shm: RawShm, plan: StreamPlan) -> ! {
+    let bell = rt::MmioBell(plan.doorbell as u32);
+    let result = rt::block_on(stream::produce(shm, &plan, &rt::IdleSleep, || {
+        hv::Doorbell::ring(&bell)
+    }));
+    if let Err(e) = result {
+        fail(&format!("stream: {e}"), 1);
+    }
+    arch::exit(EXIT_OK)
+}
+
+/// What the echo workload needs from this guest.
+#[derive(Clone)]
+struct MetalOs {
+    shm: RawShm,
+    kernel: guest::KernelHandle,
+    bugs: u32,
+    ring_bugs: u32,
+}
+
+impl GuestOs for MetalOs {
+    type Mem = RawShm;
+    type Bell = rt::MmioBell;
+    type Irq = rt::MetalIrq;
+
+    async fn attach(&self, info: &PipeInfo) -> Result<Pipe<Self>, guest::PipeError> {
+        let bell = |id: u64| u32::try_from(id).map(rt::MmioBell);
+        let (Ok(data), Ok(space)) = (bell(info.host_doorbell), bell(info.host_doorbell + 1)) else {
+            return Err(guest::PipeError::Protocol(
+                "doorbell id does not fit 32 bits",
+            ));
+        };
+        Ok(guest::PipeEnd::attach(
+            self.shm.clone(),
+            info,
+            (data, space),
+            (rt::MetalIrq, rt::MetalIrq),
+            self.bugs,
+        )
+        .await?
+        .with_ring_bugs(self.ring_bugs))
+    }
+
+    fn kernel(&self) -> &guest::KernelHandle {
+        &self.kernel
+    }
+}
+
+/// The control pipe's place, as the monitor sets it up (`monitor::control_pipe_info`).
+fn control_pipe() -> PipeInfo {
+    PipeInfo {
+        pipe_id: 0,
+        shm_offset: 0,
+        ring_size: 4096,
+        host_doorbell: 0,
+        guest_irq: 0,
+    }
+}
+
+fn run_echo(shm: RawShm, plan: echo::Plan, head: &Header) -> ! {
+    let kernel = guest::GuestKernel::new(rt::MetalHooks::new(head.seed));
+    let os = MetalOs {
+        shm,
+        kernel: kernel.handle(),
+        bugs: head.bugs,
+        ring_bugs: head.ring_bugs,
+    };
+    let results: echo::Shared = Rc::new(RefCell::new(echo::Results::default()));
+    let plan = Rc::new(plan);
+    kernel.handle().spawn(
+        "main",
+        echo::run(os, control_pipe(), plan.clone(), results.clone()),
+    );
+    rt::block_on(kernel.run());
+    let results = results.borrow();
+    for (pipe, bytes) in &results.received {
+        arch::report(hypercall::RECEIVED, Some(*pipe as u64), bytes);
+    }
+    for e in &results.errors {
+        arch::report(hypercall::ERROR, None, e.as_bytes());
+    }
+    arch::exit(EXIT_OK)
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    use core::fmt::Write;
+    let mut message = FixedMessage {
+        buf: [0; 512],
+        len: 0,
+    };
+    let _ = write!(message, "{info}");
+    arch::report(hypercall::PANIC, None, &message.buf[..message.len]);
+    arch::exit(101)
+}
+
+/// Formatting a panic without allocating (the heap may be what failed).
+struct FixedMessage {
+    buf: [u8; 512],
+    len: usize,
+}
+
+impl core::fmt::Write for FixedMessage {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        let n = s.len().min(self.buf.len() - self.len);
+        self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+        self.len += n;
+        Ok(())
+    }
+}
