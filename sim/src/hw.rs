@@ -3,10 +3,14 @@
 //! simulation's format (`t=<ns> <actor> <event> <details>`, real nanoseconds since the start),
 //! the same oracles judge it, and a report goes under `reports/hw-<scenario>/`.
 //!
-//! Hardware forms so far: `cells-siblings` on wasmtime (needs the `wasmtime` feature), with the
-//! workload derived from the seed exactly as the simulation derives it, the cells stepping as
-//! tasks on a tokio current-thread runtime, real time and OS entropy. The ring-pipe scenarios
-//! need the KVM guest, which does not exist yet; asking for them exits 2 and says so.
+//! Hardware forms so far, each with the workload derived from the seed exactly as the simulation
+//! derives it:
+//! - `cells-siblings` on wasmtime (needs the `wasmtime` feature): the cells step as tasks on a
+//!   tokio current-thread runtime, with real time and OS entropy;
+//! - `pipe-echo` in a KVM vCPU (`hw_pipes`): the bare-metal guest against the real monitor.
+//!
+//! The other pipe scenarios have no hardware form yet; asking for them exits 2 and says so, as
+//! does a pipe run where `/dev/kvm` cannot be opened.
 
 use crate::cli::{UsageError, verdict_code};
 use clap::Args;
@@ -29,6 +33,9 @@ pub struct HwArgs {
     /// Print every trace line.
     #[arg(long)]
     trace: bool,
+    /// A planted bug with a hardware form (see `sim --list-bugs`; pipe-echo only).
+    #[arg(long)]
+    plant: Option<String>,
 }
 
 pub fn run(args: HwArgs) -> Result<ExitCode, UsageError> {
@@ -40,14 +47,82 @@ pub fn run(args: HwArgs) -> Result<ExitCode, UsageError> {
     }
     match args.scenario.as_str() {
         "cells-siblings" => cells(&args),
-        "pipe-echo" | "pipe-file" | "pipe-tcp" | "pipe-hostile" => Err(UsageError(format!(
-            "scenario '{}' has no hardware form yet: it needs the bare-metal guest in a KVM vCPU, which is not built",
+        "pipe-echo" => pipes(&args),
+        "pipe-file" | "pipe-tcp" | "pipe-hostile" => Err(UsageError(format!(
+            "scenario '{}' has no hardware form yet (pipe-echo has one)",
             args.scenario
         ))),
         other => Err(UsageError(format!(
             "scenario '{other}' has no hardware form"
         ))),
     }
+}
+
+/// pipe-echo in a KVM vCPU; exits 2 with the reason where `/dev/kvm` cannot be used.
+fn pipes(args: &HwArgs) -> Result<ExitCode, UsageError> {
+    if let Err(e) = hv_kvm::available() {
+        return Err(UsageError(format!("hw --scenario {}: {e}", args.scenario)));
+    }
+    let mut rows = Vec::new();
+    let mut all_pass = true;
+    let mut last = String::new();
+    for i in 0..args.iterations {
+        let seed = args.seed + i;
+        let o = crate::hw_pipes::run_once(seed, args.plant.as_deref())?;
+        if args.trace {
+            for line in &o.trace {
+                println!("{line}");
+            }
+        }
+        for v in &o.violations {
+            println!("violation: [{}] {}", v.oracle, v.message);
+        }
+        let pass = o.violations.is_empty();
+        all_pass &= pass;
+        last = format!(
+            "seed={seed} scenario={} strategy=hw events={} trace={:016x} verdict={}",
+            args.scenario,
+            o.trace.len(),
+            o.hash,
+            if pass { "pass" } else { "fail" }
+        );
+        let first = o
+            .violations
+            .first()
+            .map(|v| format!("[{}] {}", v.oracle, v.message))
+            .unwrap_or_default();
+        rows.push(Row {
+            seed,
+            events: o.trace.len(),
+            hash: o.hash,
+            wall_ms: o.wall_ms,
+            pass,
+            first,
+            trace: o.trace,
+        });
+        if !pass && args.plant.is_some() {
+            break;
+        }
+    }
+    let dir = write_report(
+        args,
+        "the pipe-echo guest (crates/metal-guest) in a KVM vCPU; the monitor on tokio (ioeventfd doorbells, irqfd line)",
+        &rows,
+    )?;
+    println!("report: {}", dir.display());
+    println!("{last}");
+    Ok(verdict_code(all_pass))
+}
+
+/// One iteration of a hardware run, for the report.
+struct Row {
+    seed: u64,
+    events: usize,
+    hash: u64,
+    wall_ms: f64,
+    pass: bool,
+    first: String,
+    trace: Vec<String>,
 }
 
 #[cfg(not(feature = "wasmtime"))]
@@ -81,19 +156,32 @@ fn cells(args: &HwArgs) -> Result<ExitCode, UsageError> {
             outcome.hash,
             if pass { "pass" } else { "fail" }
         );
-        rows.push((seed, outcome, pass));
+        let first = outcome
+            .violations
+            .first()
+            .map(|v| format!("[{}] {}", v.oracle, v.message))
+            .unwrap_or_default();
+        rows.push(Row {
+            seed,
+            events: outcome.trace.len(),
+            hash: outcome.hash,
+            wall_ms: outcome.wall_ms,
+            pass,
+            first,
+            trace: outcome.trace,
+        });
     }
-    let dir = write_report(args, &rows)?;
+    let dir = write_report(
+        args,
+        "wasmtime 48 (Cranelift), tokio current-thread runtime, real time",
+        &rows,
+    )?;
     println!("report: {}", dir.display());
     println!("{last}");
     Ok(verdict_code(all_pass))
 }
 
-#[cfg(feature = "wasmtime")]
-fn write_report(
-    args: &HwArgs,
-    rows: &[(u64, cells_hw::Outcome, bool)],
-) -> Result<PathBuf, UsageError> {
+fn write_report(args: &HwArgs, parts: &str, rows: &[Row]) -> Result<PathBuf, UsageError> {
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -103,26 +191,28 @@ fn write_report(
         .join(format!("hw-{}", args.scenario))
         .join(format!("{stamp}-seed{}-x{}", args.seed, args.iterations));
     std::fs::create_dir_all(&dir)?;
+    let plant = args
+        .plant
+        .as_deref()
+        .map(|p| format!(" --plant {p}"))
+        .unwrap_or_default();
     let mut md = format!(
-        "# Hardware run of `{}`\n\n- command: `sim hw --scenario {} --seed {} --iterations {}`\n- engine: wasmtime 48 (Cranelift), tokio current-thread runtime, real time\n\n| seed | events | trace | wall ms | verdict | first violation |\n|---|---:|---|---:|---|---|\n",
+        "# Hardware run of `{}`\n\n- command: `sim hw --scenario {} --seed {} --iterations {}{plant}`\n- parts: {parts}\n\n| seed | events | trace | wall ms | verdict | first violation |\n|---|---:|---|---:|---|---|\n",
         args.scenario, args.scenario, args.seed, args.iterations
     );
-    for (seed, o, pass) in rows {
-        let first = o
-            .violations
-            .first()
-            .map(|v| format!("[{}] {}", v.oracle, v.message))
-            .unwrap_or_default();
+    for r in rows {
         md.push_str(&format!(
-            "| {seed} | {} | `{:016x}` | {:.2} | {} | {first} |\n",
-            o.trace.len(),
-            o.hash,
-            o.wall_ms,
-            if *pass { "pass" } else { "fail" }
+            "| {} | {} | `{:016x}` | {:.2} | {} | {} |\n",
+            r.seed,
+            r.events,
+            r.hash,
+            r.wall_ms,
+            if r.pass { "pass" } else { "fail" },
+            r.first
         ));
         std::fs::write(
-            dir.join(format!("seed-{seed}.trace")),
-            o.trace.join("\n") + "\n",
+            dir.join(format!("seed-{}.trace", r.seed)),
+            r.trace.join("\n") + "\n",
         )?;
     }
     std::fs::write(dir.join("summary.md"), md)?;
@@ -132,6 +222,7 @@ fn write_report(
 #[cfg(feature = "wasmtime")]
 mod cells_hw {
     use crate::cli::UsageError;
+    use crate::hw_trace::{Trace, spawn};
     use cellhost::engine::wasmtime::WasmtimeEngine;
     use cellhost::{CellHost, HostConfig, HostServices, Pacing, Registry};
     use models::Violation;
@@ -144,7 +235,6 @@ mod cells_hw {
     use std::io::Read;
     use std::pin::Pin;
     use std::rc::Rc;
-    use std::task::{Context, Poll};
     use std::time::{Duration, Instant};
 
     pub struct Outcome {
@@ -152,50 +242,6 @@ mod cells_hw {
         pub hash: u64,
         pub violations: Vec<Violation>,
         pub wall_ms: f64,
-    }
-
-    thread_local! {
-        /// The task being polled, for trace lines (the simulation's kernel knows its actor).
-        static ACTOR: RefCell<String> = RefCell::new("kernel".into());
-    }
-
-    /// A task that names itself while it is polled.
-    struct Named<F> {
-        name: String,
-        fut: Pin<Box<F>>,
-    }
-
-    impl<F: Future> Future for Named<F> {
-        type Output = F::Output;
-        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-            let previous = ACTOR.with(|a| a.replace(self.name.clone()));
-            let r = self.fut.as_mut().poll(cx);
-            ACTOR.with(|a| a.replace(previous));
-            r
-        }
-    }
-
-    fn spawn<F: Future + 'static>(name: &str, fut: F) -> tokio::task::JoinHandle<F::Output> {
-        tokio::task::spawn_local(Named {
-            name: name.to_string(),
-            fut: Box::pin(fut),
-        })
-    }
-
-    /// Trace lines with real time.
-    struct Trace {
-        start: Instant,
-        lines: RefCell<Vec<String>>,
-    }
-
-    impl Trace {
-        fn line(&self, event: &str, details: fmt::Arguments<'_>) {
-            let t = self.start.elapsed().as_nanos();
-            let actor = ACTOR.with(|a| a.borrow().clone());
-            self.lines
-                .borrow_mut()
-                .push(format!("t={t} {actor} {event} {details}"));
-        }
     }
 
     /// Host services on the real host: wall clock, OS entropy.
@@ -260,10 +306,7 @@ mod cells_hw {
     pub fn run_once(seed: u64) -> Result<Outcome, UsageError> {
         let mut ds = DecisionSource::seeded(seed);
         let plan = siblings::plan(&mut |_, lo, hi| ds.range_inclusive(lo, hi));
-        let trace = Rc::new(Trace {
-            start: Instant::now(),
-            lines: RefCell::default(),
-        });
+        let trace = Rc::new(Trace::new());
         let logs: Logs = Rc::default();
         let services = Rc::new(RealServices {
             trace: trace.clone(),
@@ -305,11 +348,7 @@ mod cells_hw {
         }
         violations.extend(siblings::judge(&observed.borrow()));
         let lines = trace.lines.borrow().clone();
-        let hash = lines.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, l| {
-            l.bytes()
-                .chain(std::iter::once(b'\n'))
-                .fold(h, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
-        });
+        let hash = Trace::hash(&lines);
         Ok(Outcome {
             trace: lines,
             hash,

@@ -5,6 +5,8 @@ pub mod bench_cells;
 pub mod cli;
 pub mod determinism;
 pub mod hw;
+pub mod hw_pipes;
+pub mod hw_trace;
 pub mod replay_file;
 pub mod shrink;
 pub mod sweep;

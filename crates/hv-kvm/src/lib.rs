@@ -43,6 +43,7 @@ pub enum KvmError {
     Signal(String),
     Poisoned(&'static str),
     AlreadyLoaded,
+    AlreadyStarted,
 }
 
 impl From<ElfError> for KvmError {
@@ -71,6 +72,7 @@ impl fmt::Display for KvmError {
             KvmError::Signal(e) => write!(f, "registering the vCPU stop signal failed: {e}"),
             KvmError::Poisoned(what) => write!(f, "{what} lock poisoned"),
             KvmError::AlreadyLoaded => f.write_str("the machine already has a guest image"),
+            KvmError::AlreadyStarted => f.write_str("the machine's vCPU already started"),
         }
     }
 }

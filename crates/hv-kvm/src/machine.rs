@@ -28,9 +28,47 @@ pub struct Machine {
     vm: Arc<VmFd>,
     ram: GuestRam,
     shm_len: u64,
-    vcpu: VcpuFd,
+    /// Taken by `start`.
+    vcpu: Mutex<Option<VcpuFd>>,
     loaded: bool,
-    doorbells: Arc<Mutex<BTreeMap<u64, EventFd>>>,
+    doorbells: Arc<Doorbells>,
+}
+
+/// The doorbells' eventfds by id, each registered as an ioeventfd once. Shared with the vCPU
+/// thread: a ring of an id nobody asked for yet exits to it instead of reaching an eventfd, and
+/// it creates the eventfd and adds the ring, so a guest that rings before the monitor listens
+/// loses nothing (eventfd counters latch, as the simulation's do).
+pub(crate) struct Doorbells {
+    vm: Arc<VmFd>,
+    fds: Mutex<BTreeMap<u64, EventFd>>,
+}
+
+impl Doorbells {
+    /// A new handle on doorbell `id`'s counter, creating and registering it on first use.
+    pub(crate) fn handle(&self, id: u64) -> Result<EventFd, KvmError> {
+        let datamatch = u32::try_from(id).map_err(|_| KvmError::DoorbellId(id))?;
+        let mut fds = self
+            .fds
+            .lock()
+            .map_err(|_| KvmError::Poisoned("doorbells"))?;
+        if let Some(fd) = fds.get(&id) {
+            return fd.try_clone().map_err(|e| KvmError::Os("dup eventfd", e));
+        }
+        let fd = EventFd::new(EFD_NONBLOCK).map_err(|e| KvmError::Os("eventfd", e))?;
+        self.vm
+            .register_ioevent(&fd, &IoEventAddress::Mmio(DOORBELL_MMIO), datamatch)
+            .map_err(|e| KvmError::Ioctl("KVM_IOEVENTFD", e))?;
+        let mine = fd.try_clone().map_err(|e| KvmError::Os("dup eventfd", e))?;
+        fds.insert(id, fd);
+        Ok(mine)
+    }
+
+    /// A ring that exited to the VMM because no ioeventfd matched it yet.
+    pub(crate) fn ring_late(&self, id: u64) -> Result<(), KvmError> {
+        self.handle(id)?
+            .write(1)
+            .map_err(|e| KvmError::Os("eventfd write", e))
+    }
 }
 
 impl Machine {
@@ -64,14 +102,18 @@ impl Machine {
         let vcpu = vm
             .create_vcpu(0)
             .map_err(|e| KvmError::Ioctl("KVM_CREATE_VCPU", e))?;
+        let vm = Arc::new(vm);
         Ok(Self {
             kvm,
-            vm: Arc::new(vm),
+            vm: vm.clone(),
             ram,
             shm_len,
-            vcpu,
+            vcpu: Mutex::new(Some(vcpu)),
             loaded: false,
-            doorbells: Arc::default(),
+            doorbells: Arc::new(Doorbells {
+                vm,
+                fds: Mutex::default(),
+            }),
         })
     }
 
@@ -86,7 +128,7 @@ impl Machine {
 
     /// Loads the guest image and its boot parameters, and points the vCPU at the entry in long
     /// mode. Once per machine: the image's `.bss` relies on fresh RAM being zero.
-    pub fn load(mut self, image: &[u8], params: &[u8]) -> Result<Self, KvmError> {
+    pub fn load(&mut self, image: &[u8], params: &[u8]) -> Result<(), KvmError> {
         if self.loaded {
             return Err(KvmError::AlreadyLoaded);
         }
@@ -96,13 +138,14 @@ impl Machine {
             return Err(KvmError::ParamsTooLarge(params.len()));
         }
         self.ram.write(PARAMS_GPA, params)?;
+        let vcpu = self.vcpu.lock().map_err(|_| KvmError::Poisoned("vcpu"))?;
+        let vcpu = vcpu.as_ref().ok_or(KvmError::AlreadyStarted)?;
         boot::enter_long_mode(
             &self.kvm,
-            &self.vcpu,
+            vcpu,
             entry,
             [PARAMS_GPA, params.len() as u64, SHM_GPA, self.shm_len],
-        )?;
-        Ok(self)
+        )
     }
 
     /// The interrupt line into the guest (irqfd on `IRQ_GSI`).
@@ -114,32 +157,21 @@ impl Machine {
         Ok(IrqLine::new(fd))
     }
 
-    /// The host side of doorbell `id`: an ioeventfd matching a 4-byte write of `id` to the
-    /// doorbell port. Asking again for the same id gives another handle on the same counter.
+    /// The host side of doorbell `id`: an ioeventfd matching a 4-byte write of `id` to
+    /// `DOORBELL_MMIO`. Asking again for the same id gives another handle on the same counter.
     /// Needs a tokio reactor.
     pub fn doorbell(&self, id: u64) -> Result<DoorbellWaiter, KvmError> {
-        let datamatch = u32::try_from(id).map_err(|_| KvmError::DoorbellId(id))?;
-        let mut bells = self
-            .doorbells
-            .lock()
-            .map_err(|_| KvmError::Poisoned("doorbells"))?;
-        let fd = match bells.get(&id) {
-            Some(fd) => fd.try_clone().map_err(|e| KvmError::Os("dup eventfd", e))?,
-            None => {
-                let fd = EventFd::new(EFD_NONBLOCK).map_err(|e| KvmError::Os("eventfd", e))?;
-                self.vm
-                    .register_ioevent(&fd, &IoEventAddress::Mmio(DOORBELL_MMIO), datamatch)
-                    .map_err(|e| KvmError::Ioctl("KVM_IOEVENTFD", e))?;
-                let mine = fd.try_clone().map_err(|e| KvmError::Os("dup eventfd", e))?;
-                bells.insert(id, fd);
-                mine
-            }
-        };
-        DoorbellWaiter::new(fd)
+        DoorbellWaiter::new(self.doorbells.handle(id)?)
     }
 
-    /// Starts the vCPU on its own thread; `handler` serves its exits.
-    pub fn start(self, handler: impl ExitHandler) -> Result<VcpuThread, KvmError> {
-        VcpuThread::spawn(self.vcpu, self.vm, handler)
+    /// Starts the vCPU on its own thread; `handler` serves its exits. Once per machine.
+    pub fn start(&self, handler: impl ExitHandler) -> Result<VcpuThread, KvmError> {
+        let vcpu = self
+            .vcpu
+            .lock()
+            .map_err(|_| KvmError::Poisoned("vcpu"))?
+            .take()
+            .ok_or(KvmError::AlreadyStarted)?;
+        VcpuThread::spawn(vcpu, self.doorbells.clone(), handler)
     }
 }

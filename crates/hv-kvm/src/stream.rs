@@ -124,7 +124,7 @@ pub fn run_stream(
         ring_bugs: 0,
     };
     let shm_len = (capacity + ring_pipe::HEADER_LEN).next_multiple_of(4096);
-    let machine = Machine::new(shm_len)?;
+    let mut machine = Machine::new(shm_len)?;
     let shm = machine.shm()?;
     let layout = plan
         .layout(shm_len)
@@ -140,7 +140,7 @@ pub fn run_stream(
     ring_pipe::mem::complete_now(layout.init(&shm, u64::MAX - 1000))
         .ok_or(KvmError::Poisoned("ring init"))?
         .map_err(|e| KvmError::Os("ring init", std::io::Error::other(e.to_string())))?;
-    let machine = machine.load(image, &boot_params(0, 0, key, &plan.encode()))?;
+    machine.load(image, &boot_params(0, 0, key, &plan.encode()))?;
     let reports: Arc<Mutex<GuestReports>> = Arc::default();
     let handler = ReportingHandler {
         ram: machine.ram().clone(),

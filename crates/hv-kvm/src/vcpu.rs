@@ -1,15 +1,17 @@
 //! The vCPU run loop on its own OS thread: `KVM_RUN` until the guest exits, faults or the host
 //! stops it. Doorbells and interrupts never come here (ioeventfd and irqfd are served in the
-//! kernel); what does is a hypercall (a read of `HYPERCALL_MMIO`), a write no ioeventfd
-//! matched, or the end (a triple fault shows as `Shutdown`).
+//! kernel); what does is a hypercall (a read of `HYPERCALL_MMIO`), a doorbell rung before its
+//! ioeventfd existed (added to its counter here), another write no device takes, or the end (a
+//! triple fault shows as `Shutdown`). The vCPU thread holds the VM open while it runs.
 //!
 //! Stopping: the host sets a flag and signals the thread (a real-time signal with an empty
 //! handler), which makes a blocked `KVM_RUN` return `EINTR`; it repeats the signal until the
 //! thread has gone, since one can land just before `KVM_RUN` starts.
 
 use crate::KvmError;
-use hv::metal::HYPERCALL_MMIO;
-use kvm_ioctls::{VcpuExit, VcpuFd, VmFd};
+use crate::machine::Doorbells;
+use hv::metal::{DOORBELL_MMIO, HYPERCALL_MMIO};
+use kvm_ioctls::{VcpuExit, VcpuFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Once};
 use std::thread::JoinHandle;
@@ -59,7 +61,7 @@ fn stop_signal() -> libc::c_int {
 impl VcpuThread {
     pub(crate) fn spawn(
         vcpu: VcpuFd,
-        vm: Arc<VmFd>,
+        doorbells: Arc<Doorbells>,
         mut handler: impl ExitHandler,
     ) -> Result<Self, KvmError> {
         static HANDLER: Once = Once::new();
@@ -73,11 +75,7 @@ impl VcpuThread {
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
             .name("vcpu0".into())
-            .spawn(move || {
-                // The VM stays open while its vCPU runs.
-                let _vm = vm;
-                run(vcpu, &mut handler, &flag)
-            })
+            .spawn(move || run(vcpu, &doorbells, &mut handler, &flag))
             .map_err(|e| KvmError::Os("spawn the vCPU thread", e))?;
         Ok(Self {
             thread: Some(thread),
@@ -123,19 +121,28 @@ impl Drop for VcpuThread {
 /// An exit, copied out of the run structure so the vCPU can be queried while serving it.
 enum Exit {
     Hypercall,
+    LateDoorbell(u64),
     Stray(u64, Vec<u8>),
     PortIn,
     Shutdown,
     Unexpected(String),
 }
 
-fn run(mut vcpu: VcpuFd, handler: &mut impl ExitHandler, stop: &AtomicBool) -> VcpuEnd {
+fn run(
+    mut vcpu: VcpuFd,
+    doorbells: &Doorbells,
+    handler: &mut impl ExitHandler,
+    stop: &AtomicBool,
+) -> VcpuEnd {
     loop {
         if stop.load(Ordering::SeqCst) {
             return VcpuEnd::Stopped;
         }
         let exit = match vcpu.run() {
             Ok(VcpuExit::MmioRead(HYPERCALL_MMIO, _)) => Exit::Hypercall,
+            Ok(VcpuExit::MmioWrite(DOORBELL_MMIO, &[a, b, c, d])) => {
+                Exit::LateDoorbell(u64::from(u32::from_le_bytes([a, b, c, d])))
+            }
             Ok(VcpuExit::MmioWrite(addr, data)) => Exit::Stray(addr, data.to_vec()),
             Ok(VcpuExit::IoOut(port, data)) => Exit::Stray(u64::from(port), data.to_vec()),
             Ok(VcpuExit::IoIn(_, data)) => {
@@ -165,6 +172,11 @@ fn run(mut vcpu: VcpuFd, handler: &mut impl ExitHandler, stop: &AtomicBool) -> V
                         mmio.data[..n].copy_from_slice(&value.to_le_bytes()[..n]);
                     }
                     Hypercall::Stop => return VcpuEnd::Exited,
+                }
+            }
+            Exit::LateDoorbell(id) => {
+                if let Err(e) = doorbells.ring_late(id) {
+                    handler.stray_write(DOORBELL_MMIO, &format!("doorbell {id}: {e}").into_bytes());
                 }
             }
             Exit::Stray(addr, data) => handler.stray_write(addr, &data),

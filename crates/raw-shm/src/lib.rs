@@ -1,8 +1,9 @@
 //! [`SharedMemory`] over a raw mapping. The guest reaches the shared region through its identity
 //! map and the host through its mmap of guest RAM; both sides run the same ring code on these
-//! real loads, stores and fences. Every access is bounds-checked against the view (the peer is
-//! untrusted, and a monitor relay gets a view of its own pipe only); an access outside the view
-//! is a [`MemFault`] and is counted, so a run can report it. Cursors and flags must be 8-aligned:
+//! real loads, stores and fences. Offsets are relative to the region's start in every view, as
+//! in the simulation's `SimShm`; a view may be limited to a window of the region (a monitor
+//! relay gets its own pipe's rings only). Every access is bounds-checked (the peer is untrusted);
+//! one outside the view is a [`MemFault`] and is counted, so a run can report it. Cursors and flags must be 8-aligned:
 //! a misaligned atomic access is refused the same way.
 #![no_std]
 
@@ -18,6 +19,8 @@ use ring_pipe::{MemFault, SharedMemory};
 pub struct RawShm {
     base: *mut u8,
     len: u64,
+    /// The accessible part, `[start, end)`.
+    window: (u64, u64),
     faults: Arc<AtomicU64>,
     /// Whatever owns the mapping (the VMM's mmap), kept alive as long as any view.
     _owner: Option<Arc<dyn Any + Send + Sync>>,
@@ -36,21 +39,23 @@ impl RawShm {
         Self {
             base,
             len,
+            window: (0, len),
             faults: Arc::default(),
             _owner: owner,
         }
     }
 
-    /// A sub-view of `len` bytes at `offset`, sharing this view's fault counter. Out of range is a
-    /// fault like any access.
-    pub fn bounded(&self, offset: u64, len: u64) -> Result<Self, MemFault> {
-        let start = self.check(offset, len)?;
-        Ok(Self {
-            base: start,
-            len,
+    /// The same region, limited to `[offset, offset + len)` (and to this view's window);
+    /// faults are counted with this view's.
+    pub fn bounded(&self, offset: u64, len: u64) -> Self {
+        let end = offset.saturating_add(len);
+        Self {
+            base: self.base,
+            len: self.len,
+            window: (offset.max(self.window.0), end.min(self.window.1)),
             faults: self.faults.clone(),
             _owner: self._owner.clone(),
-        })
+        }
     }
 
     /// Accesses refused because they fell outside the view.
@@ -60,8 +65,8 @@ impl RawShm {
 
     fn check(&self, offset: u64, len: u64) -> Result<*mut u8, MemFault> {
         match offset.checked_add(len) {
-            Some(end) if end <= self.len => {
-                // In range of the view, so in range of the mapping (`new`'s contract).
+            Some(end) if offset >= self.window.0 && end <= self.window.1 && end <= self.len => {
+                // In range of the region, so in range of the mapping (`new`'s contract).
                 Ok(self.base.wrapping_add(offset as usize))
             }
             _ => {
@@ -144,9 +149,9 @@ mod tests {
     fn accesses_stay_in_the_view_and_faults_are_counted() {
         let mut backing = [0u64; 8];
         let shm = view(&mut backing);
-        let sub = shm.bounded(16, 32).expect("in range");
+        let sub = shm.bounded(16, 32);
         assert_eq!(
-            complete_now(sub.store_u64(0, 7, Ordering::Release)),
+            complete_now(sub.store_u64(16, 7, Ordering::Release)),
             Some(Ok(()))
         );
         assert_eq!(
@@ -154,21 +159,33 @@ mod tests {
             Some(Ok(7))
         );
         assert!(matches!(
-            complete_now(sub.load_u64(32, Ordering::Relaxed)),
+            complete_now(sub.load_u64(48, Ordering::Relaxed)),
             Some(Err(_))
         ));
         assert!(matches!(
-            complete_now(sub.write(30, &[1, 2, 3])),
+            complete_now(sub.load_u64(8, Ordering::Relaxed)),
             Some(Err(_))
         ));
         assert!(matches!(
-            complete_now(sub.load_u64(4, Ordering::Relaxed)),
+            complete_now(sub.write(46, &[1, 2, 3])),
             Some(Err(_))
         ));
-        assert!(shm.bounded(60, 8).is_err());
-        assert!(sub.bounded(u64::MAX, 2).is_err());
-        assert_eq!(shm.faults(), 5);
-        assert_eq!(complete_now(sub.write(8, &[9; 8])), Some(Ok(())));
+        assert!(matches!(
+            complete_now(sub.load_u64(20, Ordering::Relaxed)),
+            Some(Err(_))
+        ));
+        let outside = shm.bounded(60, 8);
+        assert!(matches!(
+            complete_now(outside.load_u64(60, Ordering::Relaxed)),
+            Some(Err(_))
+        ));
+        let wrapped = sub.bounded(u64::MAX, 2);
+        assert!(matches!(
+            complete_now(wrapped.read(0, &mut [0])),
+            Some(Err(_))
+        ));
+        assert_eq!(shm.faults(), 6);
+        assert_eq!(complete_now(sub.write(24, &[9; 8])), Some(Ok(())));
         let mut out = [0u8; 8];
         assert_eq!(complete_now(shm.read(24, &mut out)), Some(Ok(())));
         assert_eq!(out, [9; 8]);
