@@ -44,6 +44,12 @@ pub struct Trace {
     pub lines: RefCell<Vec<String>>,
 }
 
+impl Default for Trace {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Trace {
     pub fn new() -> Self {
         Self {

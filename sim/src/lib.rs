@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod bench_cells;
+pub mod bench_ring;
 pub mod cli;
 pub mod determinism;
 pub mod hw;
