@@ -13,6 +13,7 @@
 //! does a pipe run where `/dev/kvm` cannot be opened.
 
 use crate::cli::{UsageError, verdict_code};
+use crate::hw_trace::Outcome;
 use clap::Args;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -63,12 +64,26 @@ fn pipes(args: &HwArgs) -> Result<ExitCode, UsageError> {
     if let Err(e) = hv_kvm::available() {
         return Err(UsageError(format!("hw --scenario {}: {e}", args.scenario)));
     }
+    iterate(
+        args,
+        "the pipe-echo guest (crates/metal-guest) in a KVM vCPU; the monitor on tokio (ioeventfd doorbells, irqfd line)",
+        |seed| crate::hw_pipes::run_once(seed, args.plant.as_deref()),
+    )
+}
+
+/// Runs `run_one` for each seed (stopping at the first failure when a bug is planted), prints
+/// violations and the last verdict line, and writes the report.
+fn iterate(
+    args: &HwArgs,
+    parts: &str,
+    mut run_one: impl FnMut(u64) -> Result<Outcome, UsageError>,
+) -> Result<ExitCode, UsageError> {
     let mut rows = Vec::new();
     let mut all_pass = true;
     let mut last = String::new();
     for i in 0..args.iterations {
         let seed = args.seed + i;
-        let o = crate::hw_pipes::run_once(seed, args.plant.as_deref())?;
+        let o = run_one(seed)?;
         if args.trace {
             for line in &o.trace {
                 println!("{line}");
@@ -104,11 +119,7 @@ fn pipes(args: &HwArgs) -> Result<ExitCode, UsageError> {
             break;
         }
     }
-    let dir = write_report(
-        args,
-        "the pipe-echo guest (crates/metal-guest) in a KVM vCPU; the monitor on tokio (ioeventfd doorbells, irqfd line)",
-        &rows,
-    )?;
+    let dir = write_report(args, parts, &rows)?;
     println!("report: {}", dir.display());
     println!("{last}");
     Ok(verdict_code(all_pass))
@@ -134,51 +145,11 @@ fn cells(_: &HwArgs) -> Result<ExitCode, UsageError> {
 
 #[cfg(feature = "wasmtime")]
 fn cells(args: &HwArgs) -> Result<ExitCode, UsageError> {
-    let mut rows = Vec::new();
-    let mut all_pass = true;
-    let mut last = String::new();
-    for i in 0..args.iterations {
-        let seed = args.seed + i;
-        let outcome = cells_hw::run_once(seed)?;
-        if args.trace {
-            for line in &outcome.trace {
-                println!("{line}");
-            }
-        }
-        for v in &outcome.violations {
-            println!("violation: [{}] {}", v.oracle, v.message);
-        }
-        let pass = outcome.violations.is_empty();
-        all_pass &= pass;
-        last = format!(
-            "seed={seed} scenario=cells-siblings strategy=hw events={} trace={:016x} verdict={}",
-            outcome.trace.len(),
-            outcome.hash,
-            if pass { "pass" } else { "fail" }
-        );
-        let first = outcome
-            .violations
-            .first()
-            .map(|v| format!("[{}] {}", v.oracle, v.message))
-            .unwrap_or_default();
-        rows.push(Row {
-            seed,
-            events: outcome.trace.len(),
-            hash: outcome.hash,
-            wall_ms: outcome.wall_ms,
-            pass,
-            first,
-            trace: outcome.trace,
-        });
-    }
-    let dir = write_report(
+    iterate(
         args,
         "wasmtime 48 (Cranelift), tokio current-thread runtime, real time",
-        &rows,
-    )?;
-    println!("report: {}", dir.display());
-    println!("{last}");
-    Ok(verdict_code(all_pass))
+        cells_hw::run_once,
+    )
 }
 
 fn write_report(args: &HwArgs, parts: &str, rows: &[Row]) -> Result<PathBuf, UsageError> {
@@ -222,7 +193,7 @@ fn write_report(args: &HwArgs, parts: &str, rows: &[Row]) -> Result<PathBuf, Usa
 #[cfg(feature = "wasmtime")]
 mod cells_hw {
     use crate::cli::UsageError;
-    use crate::hw_trace::{Trace, spawn};
+    use crate::hw_trace::{Outcome, Trace, spawn};
     use cellhost::engine::wasmtime::WasmtimeEngine;
     use cellhost::{CellHost, HostConfig, HostServices, Pacing, Registry};
     use models::Violation;
@@ -236,13 +207,6 @@ mod cells_hw {
     use std::pin::Pin;
     use std::rc::Rc;
     use std::time::{Duration, Instant};
-
-    pub struct Outcome {
-        pub trace: Vec<String>,
-        pub hash: u64,
-        pub violations: Vec<Violation>,
-        pub wall_ms: f64,
-    }
 
     /// Host services on the real host: wall clock, OS entropy.
     struct RealServices {

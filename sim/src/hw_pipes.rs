@@ -11,7 +11,7 @@
 //! `pipe-close-no-doorbell`, `pipe-wrap-off-by-one` and `pipe-spin-dead-peer` (the guest's).
 //! `pipe-lost-wakeup` cannot: this guest takes no interrupts (see `crates/metal-guest`).
 
-use crate::hw_trace::{Trace, spawn};
+use crate::hw_trace::{Outcome, Trace, spawn};
 use guest_programs::echo;
 use hv::EventWaiter;
 use hv_kvm::stream::{GuestReports, ReportingHandler, boot_params};
@@ -37,13 +37,6 @@ pub fn hardware_bug(name: &str) -> Option<(u32, u32, u32)> {
         "pipe-spin-dead-peer" => Some((guest::planted::SPIN_ON_DEAD_PEER, 0, 0)),
         _ => None,
     }
-}
-
-pub struct Outcome {
-    pub trace: Vec<String>,
-    pub hash: u64,
-    pub violations: Vec<Violation>,
-    pub wall_ms: f64,
 }
 
 /// The shared region: as in the simulation.

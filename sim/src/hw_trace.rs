@@ -38,6 +38,14 @@ pub fn spawn<F: Future + 'static>(name: &str, fut: F) -> tokio::task::JoinHandle
     })
 }
 
+/// What one hardware run recorded and how the oracles judged it.
+pub struct Outcome {
+    pub trace: Vec<String>,
+    pub hash: u64,
+    pub violations: Vec<models::Violation>,
+    pub wall_ms: f64,
+}
+
 /// Trace lines with real time.
 pub struct Trace {
     pub start: Instant,

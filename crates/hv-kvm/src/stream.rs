@@ -164,6 +164,7 @@ pub fn run_stream(
                 Ok(Ok(n)) => n,
                 Err(_) => return (at, mismatch, Duration::ZERO, true),
             };
+            // determinism-ok: a hardware run's throughput measurement.
             started.get_or_insert_with(Instant::now);
             if mismatch.is_none() {
                 mismatch = first_mismatch(key, at, &buf[..n]);
