@@ -14,7 +14,7 @@
 use crate::hw_trace::{Outcome, Trace, spawn};
 use guest_programs::echo;
 use hv::EventWaiter;
-use hv_kvm::stream::{GuestReports, ReportingHandler, boot_params};
+use hv_kvm::reports::{GuestReports, ReportingHandler, boot_params};
 use hv_kvm::{DoorbellWaiter, IrqLine, KvmError, Machine, VcpuEnd};
 use models::Violation;
 use monitor::{ControlHandler, FileStore, MonitorConfig, NoNet, Platform};

@@ -44,7 +44,8 @@ impl fmt::Display for ElfError {
 impl std::error::Error for ElfError {}
 
 fn field<const N: usize>(b: &[u8], at: usize, what: &'static str) -> Result<[u8; N], ElfError> {
-    b.get(at..at + N)
+    at.checked_add(N)
+        .and_then(|end| b.get(at..end))
         .and_then(|s| s.try_into().ok())
         .ok_or(ElfError::Truncated(what))
 }
@@ -91,6 +92,8 @@ pub fn parse(image: &[u8], lowest: u64, limit: u64) -> Result<(u64, Vec<Segment>
         let at = phoff
             .checked_add(index as u64 * phentsize)
             .and_then(|a| usize::try_from(a).ok())
+            // A whole header's reach, so the field offsets below cannot overflow.
+            .filter(|a| a.checked_add(56).is_some())
             .ok_or(ElfError::Truncated("the program headers"))?;
         if u32_at(image, at, "p_type")? != 1 {
             continue;
@@ -186,6 +189,12 @@ mod tests {
         assert!(matches!(
             parse(b"\x7fELF", 0, 1),
             Err(ElfError::NotElf64LittleEndian)
+        ));
+        let mut far = good.clone();
+        far[32..40].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(matches!(
+            parse(&far, 0, u64::MAX),
+            Err(ElfError::Truncated(_))
         ));
         for cut in 0..good.len() {
             assert!(parse(&good[..cut], 0, u64::MAX).is_err(), "cut at {cut}");

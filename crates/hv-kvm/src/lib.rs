@@ -3,9 +3,9 @@
 //! | seam                 | here                                                            |
 //! |----------------------|-----------------------------------------------------------------|
 //! | shared memory        | a [`RawShm`](raw_shm::RawShm) view of guest RAM (`Machine::shm`)  |
-//! | `EventWaiter`        | [`DoorbellWaiter`]: ioeventfd on `DOORBELL_PORT`, `AsyncFd` read  |
+//! | `EventWaiter`        | [`DoorbellWaiter`]: MMIO ioeventfd on `DOORBELL_MMIO`, `AsyncFd` read |
 //! | `IrqRaiser`          | [`IrqLine`]: irqfd on `IRQ_GSI` through the in-kernel PIC        |
-//! | hypercalls           | `out` to `HYPERCALL_PORT`, served by an [`ExitHandler`]           |
+//! | hypercalls           | a read of `HYPERCALL_MMIO`, served by an [`ExitHandler`]          |
 //! | vCPU                 | [`VcpuThread`]: `KVM_RUN` on its own thread, stoppable by signal  |
 //!
 //! The guest-side half is `crates/metal-guest`; their shared ABI is `hv::metal`. Hardware runs
@@ -15,6 +15,7 @@ pub mod boot;
 pub mod elf;
 mod machine;
 mod ram;
+pub mod reports;
 mod signals;
 pub mod stream;
 mod vcpu;

@@ -3,10 +3,10 @@
 //! ioeventfd) and raising the interrupt line (an irqfd) when it frees space, and checks every
 //! byte against the stream. Used by the hardware tests and `sim bench --ring-vcpu`.
 
-use crate::{ExitHandler, Hypercall, KvmError, Machine, VcpuEnd};
+use crate::reports::{GuestReports, ReportingHandler, boot_params};
+use crate::{KvmError, Machine, VcpuEnd};
 use guest_programs::stream::{StreamPlan, first_mismatch};
 use hv::blocking::{self, OnEvent};
-use hv::metal::hypercall;
 use ring_pipe::Consumer;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -21,88 +21,6 @@ pub struct StreamOutcome {
     pub end: VcpuEnd,
     /// From the first byte read to end of stream.
     pub elapsed: Duration,
-}
-
-/// The boot parameters for a program: the metal guest's header, then the program's plan.
-pub fn boot_params(bugs: u32, ring_bugs: u32, seed: u64, program: &[u8]) -> Vec<u8> {
-    let mut params = b"MGB1".to_vec();
-    params.extend_from_slice(&bugs.to_le_bytes());
-    params.extend_from_slice(&ring_bugs.to_le_bytes());
-    params.extend_from_slice(&seed.to_le_bytes());
-    params.extend_from_slice(program);
-    params
-}
-
-/// Hypercalls a program's guest makes, collected on the vCPU thread.
-#[derive(Default)]
-pub struct GuestReports {
-    pub received: Vec<(u64, Vec<u8>)>,
-    pub errors: Vec<String>,
-    pub exit_code: Option<u64>,
-    pub fault: Option<[u64; 3]>,
-}
-
-/// Serves the metal guest's hypercalls, reading what it reports out of guest RAM.
-pub struct ReportingHandler {
-    pub ram: crate::GuestRam,
-    pub reports: Arc<Mutex<GuestReports>>,
-}
-
-/// The most a guest can make the VMM copy out per hypercall.
-const MAX_REPORT: u64 = 16 << 20;
-
-impl ExitHandler for ReportingHandler {
-    fn hypercall(&mut self, nr: u64, args: [u64; 4]) -> Hypercall {
-        let Ok(mut reports) = self.reports.lock() else {
-            return Hypercall::Stop;
-        };
-        let text =
-            |ram: &crate::GuestRam, at: u64, len: u64| match ram.read_vec(at, len, MAX_REPORT) {
-                Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-                Err(e) => format!("<unreadable report: {e}>"),
-            };
-        match nr {
-            hypercall::EXIT => {
-                reports.exit_code = Some(args[0]);
-                Hypercall::Stop
-            }
-            hypercall::RECEIVED => {
-                match self.ram.read_vec(args[1], args[2], MAX_REPORT) {
-                    Ok(bytes) => reports.received.push((args[0], bytes)),
-                    Err(e) => reports.errors.push(format!("RECEIVED report: {e}")),
-                }
-                Hypercall::Return(0)
-            }
-            hypercall::ERROR | hypercall::LOG => {
-                let line = text(&self.ram, args[0], args[1]);
-                if nr == hypercall::ERROR {
-                    reports.errors.push(line);
-                }
-                Hypercall::Return(0)
-            }
-            hypercall::PANIC => {
-                let line = text(&self.ram, args[0], args[1]);
-                reports.errors.push(format!("guest panic: {line}"));
-                Hypercall::Return(0)
-            }
-            hypercall::FAULT => {
-                reports.fault = Some([args[0], args[1], args[2]]);
-                Hypercall::Stop
-            }
-            other => {
-                reports.errors.push(format!("unknown hypercall {other}"));
-                Hypercall::Return(u64::MAX)
-            }
-        }
-    }
-
-    fn stray_write(&mut self, address: u64, data: &[u8]) {
-        if let Ok(mut reports) = self.reports.lock() {
-            reports
-                .errors
-                .push(format!("write to {address:#x} with no device: {data:?}"));
-        }
-    }
 }
 
 /// Runs the stream program once: `total` bytes in `chunk`s through a ring of `capacity` bytes.
@@ -155,7 +73,7 @@ pub fn run_stream(
         let mut buf = vec![0u8; 64 * 1024];
         let (mut at, mut mismatch) = (0u64, None);
         let mut started = None;
-        let stop = Instant::now() + deadline;
+        let stop = Instant::now() + deadline; // determinism-ok: hardware run deadline
         let sleep = OnEvent(&bell);
         loop {
             let read = blocking::read(&mut rx, &sleep, || hv::IrqRaiser::raise(&irq), &mut buf);
@@ -164,8 +82,7 @@ pub fn run_stream(
                 Ok(Ok(n)) => n,
                 Err(_) => return (at, mismatch, Duration::ZERO, true),
             };
-            // determinism-ok: a hardware run's throughput measurement.
-            started.get_or_insert_with(Instant::now);
+            started.get_or_insert_with(Instant::now); // determinism-ok: hardware throughput
             if mismatch.is_none() {
                 mismatch = first_mismatch(key, at, &buf[..n]);
             }

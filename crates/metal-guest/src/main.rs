@@ -22,7 +22,7 @@ use guest_programs::echo::{self, GuestOs, Pipe};
 use guest_programs::stream::{self, StreamPlan};
 use hv::metal::hypercall;
 use raw_shm::RawShm;
-use ring_pipe::msg::PipeInfo;
+use ring_pipe::msg::{PipeInfo, control_pipe_info};
 
 const HEADER_MAGIC: &[u8; 4] = b"MGB1";
 const HEADER_LEN: usize = 4 + 4 + 4 + 8;
@@ -131,17 +131,6 @@ impl GuestOs for MetalOs {
     }
 }
 
-/// The control pipe's place, as the monitor sets it up (`monitor::control_pipe_info`).
-fn control_pipe() -> PipeInfo {
-    PipeInfo {
-        pipe_id: 0,
-        shm_offset: 0,
-        ring_size: 4096,
-        host_doorbell: 0,
-        guest_irq: 0,
-    }
-}
-
 fn run_echo(shm: RawShm, plan: echo::Plan, head: &Header) -> ! {
     let kernel = guest::GuestKernel::new(rt::MetalHooks::new(head.seed));
     let os = MetalOs {
@@ -154,7 +143,7 @@ fn run_echo(shm: RawShm, plan: echo::Plan, head: &Header) -> ! {
     let plan = Rc::new(plan);
     kernel.handle().spawn(
         "main",
-        echo::run(os, control_pipe(), plan.clone(), results.clone()),
+        echo::run(os, control_pipe_info(), plan.clone(), results.clone()),
     );
     rt::block_on(kernel.run());
     let results = results.borrow();

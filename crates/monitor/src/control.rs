@@ -7,29 +7,16 @@ use crate::alloc::RegionAllocator;
 use crate::host_pipe::{HostPipe, pipe_len};
 use crate::relay::Relays;
 use crate::{FileStore, MonitorConfig, Platform, has, planted, relay};
-use ring_pipe::msg::{ControlReply, ControlRequest, PipeInfo, Wire, code};
+use ring_pipe::msg::{
+    CONTROL_RING_SIZE, ControlReply, ControlRequest, PipeInfo, Wire, code, control_pipe_info,
+};
 use std::collections::BTreeSet;
 use std::rc::Rc;
 use tokio::sync::mpsc;
 
-/// The control pipe's rings.
-pub const CONTROL_RING_SIZE: u64 = 4096;
-/// The control pipe's doorbells are 0 (data) and 1 (space); pipe `n` uses `2n` and `2n + 1`.
-pub const CONTROL_DOORBELL: u64 = 0;
 /// Smallest and largest ring a guest may ask for.
 pub const MIN_RING: u64 = 64;
 pub const MAX_RING: u64 = 1 << 16;
-
-/// Where the control pipe lives: at the start of the shared region, known to both sides at boot.
-pub fn control_pipe_info() -> PipeInfo {
-    PipeInfo {
-        pipe_id: 0,
-        shm_offset: 0,
-        ring_size: CONTROL_RING_SIZE,
-        host_doorbell: CONTROL_DOORBELL,
-        guest_irq: 0,
-    }
-}
 
 pub struct ControlHandler<P: Platform, F: FileStore> {
     platform: P,

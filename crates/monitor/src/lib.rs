@@ -18,10 +18,11 @@ use ring_pipe::SharedMemory;
 use std::future::Future;
 use std::pin::Pin;
 
-pub use control::{CONTROL_DOORBELL, CONTROL_RING_SIZE, ControlHandler, control_pipe_info};
+pub use control::ControlHandler;
 pub use files::FileStore;
 pub use host_pipe::{HostPipe, HostPipeError};
 pub use net::{Connection, Net, NetReader, NetWriter, NoNet};
+pub use ring_pipe::msg::{CONTROL_DOORBELL, CONTROL_RING_SIZE, control_pipe_info};
 
 /// What the monitor needs from the host platform.
 pub trait Platform: Clone + 'static {

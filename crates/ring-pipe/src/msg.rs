@@ -24,6 +24,22 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 /// Longest path or host name accepted.
+/// The control pipe's rings.
+pub const CONTROL_RING_SIZE: u64 = 4096;
+/// The control pipe's doorbells are 0 (data) and 1 (space); pipe `n` uses `2n` and `2n + 1`.
+pub const CONTROL_DOORBELL: u64 = 0;
+
+/// Where the control pipe lives: at the start of the shared region, known to both sides at boot.
+pub fn control_pipe_info() -> PipeInfo {
+    PipeInfo {
+        pipe_id: 0,
+        shm_offset: 0,
+        ring_size: CONTROL_RING_SIZE,
+        host_doorbell: CONTROL_DOORBELL,
+        guest_irq: 0,
+    }
+}
+
 pub const MAX_TEXT_LEN: u64 = 4096;
 
 /// Error codes on the wire (errno values, so the guest can map them).
