@@ -37,6 +37,10 @@ pub struct HwArgs {
     /// A planted bug with a hardware form (see `sim --list-bugs`; pipe-echo only).
     #[arg(long)]
     plant: Option<String>,
+    /// Pipe scenarios: one shared-memory access in N on each side is followed by a seeded
+    /// pause of up to ~30 µs, to widen race windows (0: no pauses).
+    #[arg(long, default_value_t = 16)]
+    jitter: u32,
 }
 
 pub fn run(args: HwArgs) -> Result<ExitCode, UsageError> {
@@ -67,7 +71,7 @@ fn pipes(args: &HwArgs) -> Result<ExitCode, UsageError> {
     iterate(
         args,
         "the pipe-echo guest (crates/metal-guest) in a KVM vCPU; the monitor on tokio (ioeventfd doorbells, irqfd line)",
-        |seed| crate::hw_pipes::run_once(seed, args.plant.as_deref()),
+        |seed| crate::hw_pipes::run_once(seed, args.plant.as_deref(), args.jitter),
     )
 }
 

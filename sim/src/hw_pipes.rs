@@ -8,17 +8,20 @@
 //! never touched memory outside the pipe it served.
 //!
 //! Planted bugs that can show on hardware: `pipe-eof-before-drain` (the monitor's reader),
-//! `pipe-close-no-doorbell`, `pipe-wrap-off-by-one` and `pipe-spin-dead-peer` (the guest's).
-//! `pipe-lost-wakeup` cannot: this guest takes no interrupts (see `crates/metal-guest`).
+//! `pipe-close-no-doorbell`, `pipe-wrap-off-by-one` and `pipe-spin-dead-peer` (the guest's),
+//! and `pipe-lost-wakeup` (the guest's halt on the interrupt line's event channel). Both sides'
+//! shared-memory views carry seeded jitter (`raw_shm::Jitter`, `--jitter`), which widens the
+//! check-then-act windows these races need from nanoseconds to microseconds.
 
 use crate::hw_trace::{Outcome, Trace, spawn};
 use guest_programs::echo;
 use hv::EventWaiter;
+use hv::metal::{BootHeader, JITTER_MAX_SPINS};
 use hv_kvm::reports::{GuestReports, ReportingHandler, boot_params};
 use hv_kvm::{DoorbellWaiter, IrqLine, KvmError, Machine, VcpuEnd};
 use models::Violation;
 use monitor::{ControlHandler, FileStore, MonitorConfig, NoNet, Platform};
-use raw_shm::RawShm;
+use raw_shm::{Jitter, RawShm};
 use ring_pipe::msg::code;
 use std::cell::RefCell;
 use std::fmt;
@@ -28,21 +31,58 @@ use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Planted bugs with a hardware form, by name: (guest bugs, guest ring bugs, monitor ring bugs).
-pub fn hardware_bug(name: &str) -> Option<(u32, u32, u32)> {
-    match name {
-        "pipe-eof-before-drain" => Some((0, 0, ring_pipe::planted::EOF_BEFORE_DRAIN)),
-        "pipe-close-no-doorbell" => Some((guest::planted::CLOSE_NO_DOORBELL, 0, 0)),
-        "pipe-wrap-off-by-one" => Some((0, ring_pipe::planted::WRAP_OFF_BY_ONE, 0)),
-        "pipe-spin-dead-peer" => Some((guest::planted::SPIN_ON_DEAD_PEER, 0, 0)),
-        _ => None,
-    }
+/// Where a planted bug goes in a hardware run.
+#[derive(Default, Clone, Copy)]
+pub struct HardwareBug {
+    guest: u32,
+    guest_ring: u32,
+    guest_platform: u32,
+    monitor_ring: u32,
+}
+
+/// Planted bugs with a hardware form, by name.
+pub fn hardware_bug(name: &str) -> Option<HardwareBug> {
+    let none = HardwareBug::default();
+    Some(match name {
+        "pipe-eof-before-drain" => HardwareBug {
+            monitor_ring: ring_pipe::planted::EOF_BEFORE_DRAIN,
+            ..none
+        },
+        "pipe-close-no-doorbell" => HardwareBug {
+            guest: guest::planted::CLOSE_NO_DOORBELL,
+            ..none
+        },
+        "pipe-wrap-off-by-one" => HardwareBug {
+            guest_ring: ring_pipe::planted::WRAP_OFF_BY_ONE,
+            ..none
+        },
+        "pipe-spin-dead-peer" => HardwareBug {
+            guest: guest::planted::SPIN_ON_DEAD_PEER,
+            ..none
+        },
+        "pipe-lost-wakeup" => HardwareBug {
+            guest_platform: hv::metal::planted::WFI_LOST_WAKEUP,
+            ..none
+        },
+        _ => return None,
+    })
 }
 
 /// The shared region: as in the simulation.
 const REGION_LEN: u64 = 256 * 1024;
 /// A healthy run takes milliseconds; a stuck one is judged at this bound.
 const DEADLINE: Duration = Duration::from_secs(10);
+/// A vCPU halted this long with no interrupt coming is stuck: every wake-up it waits for comes
+/// from the monitor within microseconds of the guest's own doorbells.
+const HALT_STALL: Duration = Duration::from_secs(1);
+
+/// How the run loop stopped waiting for the guest.
+#[derive(Clone, Copy, PartialEq)]
+enum Wait {
+    Finished,
+    Deadline,
+    HaltStall,
+}
 
 /// A doorbell whose ioeventfd could not be registered never rings (the failure is recorded).
 pub struct Bell(Option<DoorbellWaiter>);
@@ -132,10 +172,15 @@ fn kvm(e: KvmError) -> crate::cli::UsageError {
     crate::cli::UsageError(format!("hardware: {e}"))
 }
 
-/// One hardware run of pipe-echo with the workload of `seed`.
-pub fn run_once(seed: u64, plant: Option<&str>) -> Result<Outcome, crate::cli::UsageError> {
-    let (guest_bugs, guest_ring_bugs, host_ring_bugs) = match plant {
-        None => (0, 0, 0),
+/// One hardware run of pipe-echo with the workload of `seed`; one shared-memory access in
+/// `jitter_one_in` on each side is followed by a seeded pause (0: none).
+pub fn run_once(
+    seed: u64,
+    plant: Option<&str>,
+    jitter_one_in: u32,
+) -> Result<Outcome, crate::cli::UsageError> {
+    let bug = match plant {
+        None => HardwareBug::default(),
         Some(name) => hardware_bug(name).ok_or_else(|| {
             crate::cli::UsageError(format!("planted bug '{name}' has no hardware form"))
         })?,
@@ -153,11 +198,25 @@ pub fn run_once(seed: u64, plant: Option<&str>) -> Result<Outcome, crate::cli::U
     machine
         .load(
             metal_image::IMAGE,
-            &boot_params(guest_bugs, guest_ring_bugs, seed, &plan.encode()),
+            &boot_params(
+                &BootHeader {
+                    bugs: bug.guest,
+                    ring_bugs: bug.guest_ring,
+                    platform_bugs: bug.guest_platform,
+                    jitter_one_in,
+                    seed,
+                },
+                &plan.encode(),
+            ),
         )
         .map_err(kvm)?;
     let machine = Rc::new(machine);
     let shm = machine.shm().map_err(kvm)?;
+    let shm = if jitter_one_in > 0 {
+        shm.with_jitter(Arc::new(Jitter::new(seed, jitter_one_in, JITTER_MAX_SPINS)))
+    } else {
+        shm
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .enable_time()
@@ -167,7 +226,7 @@ pub fn run_once(seed: u64, plant: Option<&str>) -> Result<Outcome, crate::cli::U
     let errors: Rc<RefCell<Vec<String>>> = Rc::default();
     let reports: Arc<Mutex<GuestReports>> = Arc::default();
     let started = Instant::now();
-    let (end, timed_out) = local
+    let (end, wait) = local
         .block_on(&runtime, async {
             let irq = machine.irq_line()?;
             let platform = KvmPlatform {
@@ -179,7 +238,7 @@ pub fn run_once(seed: u64, plant: Option<&str>) -> Result<Outcome, crate::cli::U
                 start_cursor,
             };
             let config = MonitorConfig {
-                ring_bugs: host_ring_bugs,
+                ring_bugs: bug.monitor_ring,
                 bugs: 0,
             };
             let handler = ControlHandler::new(platform, Rc::new(NoFiles), config);
@@ -193,14 +252,26 @@ pub fn run_once(seed: u64, plant: Option<&str>) -> Result<Outcome, crate::cli::U
             })?;
             let monitor = spawn("monitor", handler.run());
             let stop = Instant::now() + DEADLINE;
-            while !vcpu.is_finished() && Instant::now() < stop {
+            let mut halted_since = None;
+            let wait = loop {
+                if vcpu.is_finished() {
+                    break Wait::Finished;
+                }
+                let now = Instant::now();
+                if now >= stop {
+                    break Wait::Deadline;
+                }
+                if !machine.is_halted() {
+                    halted_since = None;
+                } else if now.duration_since(*halted_since.get_or_insert(now)) >= HALT_STALL {
+                    break Wait::HaltStall;
+                }
                 tokio::time::sleep(Duration::from_micros(200)).await;
-            }
-            let timed_out = !vcpu.is_finished();
-            let end = vcpu.join(timed_out);
+            };
+            let end = vcpu.join(wait != Wait::Finished);
             trace.line("vcpu-end", format_args!("{end:?}"));
             monitor.abort();
-            Ok::<_, KvmError>((end, timed_out))
+            Ok::<_, KvmError>((end, wait))
         })
         .map_err(kvm)?;
     let wall_ms = started.elapsed().as_secs_f64() * 1e3;
@@ -219,10 +290,18 @@ pub fn run_once(seed: u64, plant: Option<&str>) -> Result<Outcome, crate::cli::U
             .iter()
             .map(|e| Violation::new("guest-error", e.clone())),
     );
-    if timed_out {
+    if wait == Wait::Deadline {
         violations.push(Violation::new(
             "liveness",
             format!("the guest did not finish within {}s", DEADLINE.as_secs()),
+        ));
+    } else if wait == Wait::HaltStall {
+        violations.push(Violation::new(
+            "liveness",
+            format!(
+                "the guest halted for {}s waiting for an interrupt that never came",
+                HALT_STALL.as_secs()
+            ),
         ));
     } else if end != VcpuEnd::Exited || reports.exit_code != Some(0) {
         violations.push(Violation::new(

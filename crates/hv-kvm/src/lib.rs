@@ -4,7 +4,8 @@
 //! |----------------------|-----------------------------------------------------------------|
 //! | shared memory        | a [`RawShm`](raw_shm::RawShm) view of guest RAM (`Machine::shm`)  |
 //! | `EventWaiter`        | [`DoorbellWaiter`]: MMIO ioeventfd on `DOORBELL_MMIO`, `AsyncFd` read |
-//! | `IrqRaiser`          | [`IrqLine`]: irqfd on `IRQ_GSI` through the in-kernel PIC        |
+//! | `IrqRaiser`          | [`IrqLine`]: irqfd on `IRQ_GSI` through the in-kernel PIC, and the event channel's epoch |
+//! | guest halt           | the `HALT` hypercall, parked on the event channel (`events`)      |
 //! | hypercalls           | a read of `HYPERCALL_MMIO`, served by an [`ExitHandler`]          |
 //! | vCPU                 | [`VcpuThread`]: `KVM_RUN` on its own thread, stoppable by signal  |
 //!
@@ -13,6 +14,7 @@
 
 pub mod boot;
 pub mod elf;
+mod events;
 mod machine;
 mod ram;
 pub mod reports;

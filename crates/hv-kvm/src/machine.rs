@@ -2,6 +2,7 @@
 //! irqchip (created before the vCPU, as x86 requires), the interrupt line (an irqfd) and the
 //! doorbells (ioeventfds on the doorbell port, one datamatch per doorbell id).
 
+use crate::events::EventChannel;
 use crate::ram::GuestRam;
 use crate::signals::{DoorbellWaiter, IrqLine};
 use crate::vcpu::{ExitHandler, VcpuThread};
@@ -32,6 +33,7 @@ pub struct Machine {
     vcpu: Mutex<Option<VcpuFd>>,
     loaded: bool,
     doorbells: Arc<Doorbells>,
+    events: Arc<EventChannel>,
 }
 
 /// The doorbells' eventfds by id, each registered as an ioeventfd once. Shared with the vCPU
@@ -103,6 +105,7 @@ impl Machine {
             .create_vcpu(0)
             .map_err(|e| KvmError::Ioctl("KVM_CREATE_VCPU", e))?;
         let vm = Arc::new(vm);
+        let events = Arc::new(EventChannel::new(&ram)?);
         Ok(Self {
             kvm,
             vm: vm.clone(),
@@ -114,6 +117,7 @@ impl Machine {
                 vm,
                 fds: Mutex::default(),
             }),
+            events,
         })
     }
 
@@ -148,13 +152,14 @@ impl Machine {
         )
     }
 
-    /// The interrupt line into the guest (irqfd on `IRQ_GSI`).
+    /// The interrupt line into the guest: irqfd on `IRQ_GSI`, and the event channel's epoch for
+    /// a guest that halts by hypercall.
     pub fn irq_line(&self) -> Result<IrqLine, KvmError> {
         let fd = EventFd::new(EFD_NONBLOCK).map_err(|e| KvmError::Os("eventfd", e))?;
         self.vm
             .register_irqfd(&fd, IRQ_GSI)
             .map_err(|e| KvmError::Ioctl("KVM_IRQFD", e))?;
-        Ok(IrqLine::new(fd))
+        Ok(IrqLine::new(fd, self.events.clone()))
     }
 
     /// The host side of doorbell `id`: an ioeventfd matching a 4-byte write of `id` to
@@ -162,6 +167,11 @@ impl Machine {
     /// Needs a tokio reactor.
     pub fn doorbell(&self, id: u64) -> Result<DoorbellWaiter, KvmError> {
         DoorbellWaiter::new(self.doorbells.handle(id)?)
+    }
+
+    /// Whether the vCPU is halted now, waiting for an interrupt (the `HALT` hypercall).
+    pub fn is_halted(&self) -> bool {
+        self.events.is_halted()
     }
 
     /// Starts the vCPU on its own thread; `handler` serves its exits. Once per machine.
@@ -172,6 +182,6 @@ impl Machine {
             .map_err(|_| KvmError::Poisoned("vcpu"))?
             .take()
             .ok_or(KvmError::AlreadyStarted)?;
-        VcpuThread::spawn(vcpu, self.doorbells.clone(), handler)
+        VcpuThread::spawn(vcpu, self.doorbells.clone(), self.events.clone(), handler)
     }
 }

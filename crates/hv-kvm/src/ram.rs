@@ -124,6 +124,20 @@ impl GuestRam {
         self.write(gpa, &value.to_le_bytes())
     }
 
+    /// The 8-aligned word at `gpa` as an atomic, for a counter both sides update (the event
+    /// channel's epoch).
+    pub fn atomic_u64(&self, gpa: u64) -> Result<&std::sync::atomic::AtomicU64, KvmError> {
+        let at = self.range(gpa, 8)?;
+        if !gpa.is_multiple_of(8) {
+            return Err(KvmError::OutOfRam { gpa, len: 8 });
+        }
+        // SAFETY: in range of the live mapping (checked), 8-aligned (the mapping is page-aligned
+        // and `gpa` is checked), valid while `self` is borrowed; every access to the word by
+        // the host goes through this atomic.
+        #[allow(unsafe_code)]
+        Ok(unsafe { std::sync::atomic::AtomicU64::from_ptr(self.map.ptr.add(at).cast()) })
+    }
+
     /// A shared-memory view of `len` bytes at `gpa`, keeping the mapping alive.
     pub fn shm(&self, gpa: u64, len: u64) -> Result<RawShm, KvmError> {
         let at = self.range(gpa, len as usize)?;

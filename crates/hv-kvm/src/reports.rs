@@ -3,15 +3,12 @@
 //! it observed, collected on the vCPU thread for the oracles.
 
 use crate::{ExitHandler, Hypercall};
-use hv::metal::hypercall;
+use hv::metal::{BootHeader, hypercall};
 use std::sync::{Arc, Mutex};
 
 /// The boot parameters for a program: the metal guest's header, then the program's plan.
-pub fn boot_params(bugs: u32, ring_bugs: u32, seed: u64, program: &[u8]) -> Vec<u8> {
-    let mut params = b"MGB1".to_vec();
-    params.extend_from_slice(&bugs.to_le_bytes());
-    params.extend_from_slice(&ring_bugs.to_le_bytes());
-    params.extend_from_slice(&seed.to_le_bytes());
+pub fn boot_params(header: &BootHeader, program: &[u8]) -> Vec<u8> {
+    let mut params = header.encode().to_vec();
     params.extend_from_slice(program);
     params
 }

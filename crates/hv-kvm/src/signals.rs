@@ -1,8 +1,10 @@
 //! The hv seam's host-side signals on KVM, for the monitor's tokio runtime: a doorbell is an
 //! ioeventfd read through `AsyncFd` (eventfd counter semantics: rings add, a read returns and
-//! clears the count, so rings before a wait coalesce), and the interrupt line is an irqfd write.
+//! clears the count, so rings before a wait coalesce), and the interrupt line is an irqfd write
+//! plus an event-channel raise.
 
 use crate::KvmError;
+use crate::events::EventChannel;
 use std::sync::Arc;
 use tokio::io::unix::AsyncFd;
 use vmm_sys_util::eventfd::EventFd;
@@ -45,16 +47,21 @@ impl hv::EventWaiter for DoorbellWaiter {
 #[derive(Clone)]
 pub struct IrqLine {
     fd: Arc<EventFd>,
+    events: Arc<EventChannel>,
 }
 
 impl IrqLine {
-    pub(crate) fn new(fd: EventFd) -> Self {
-        Self { fd: Arc::new(fd) }
+    pub(crate) fn new(fd: EventFd, events: Arc<EventChannel>) -> Self {
+        Self {
+            fd: Arc::new(fd),
+            events,
+        }
     }
 }
 
 impl hv::IrqRaiser for IrqLine {
     fn raise(&self) {
+        self.events.raise();
         // An eventfd write fails only when the counter would overflow, i.e. with ~2^64
         // interrupts already pending: the guest is then interrupted anyway.
         let _ = self.fd.write(1);

@@ -7,6 +7,7 @@ use crate::reports::{GuestReports, ReportingHandler, boot_params};
 use crate::{KvmError, Machine, VcpuEnd};
 use guest_programs::stream::{StreamPlan, first_mismatch};
 use hv::blocking::{self, OnEvent};
+use hv::metal::BootHeader;
 use ring_pipe::Consumer;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -58,7 +59,19 @@ pub fn run_stream(
     ring_pipe::mem::complete_now(layout.init(&shm, u64::MAX - 1000))
         .ok_or(KvmError::Poisoned("ring init"))?
         .map_err(|e| KvmError::Os("ring init", std::io::Error::other(e.to_string())))?;
-    machine.load(image, &boot_params(0, 0, key, &plan.encode()))?;
+    machine.load(
+        image,
+        &boot_params(
+            &BootHeader {
+                bugs: 0,
+                ring_bugs: 0,
+                platform_bugs: 0,
+                jitter_one_in: 0,
+                seed: key,
+            },
+            &plan.encode(),
+        ),
+    )?;
     let reports: Arc<Mutex<GuestReports>> = Arc::default();
     let handler = ReportingHandler {
         ram: machine.ram().clone(),

@@ -1,6 +1,7 @@
 //! The vCPU run loop on its own OS thread: `KVM_RUN` until the guest exits, faults or the host
 //! stops it. Doorbells and interrupts never come here (ioeventfd and irqfd are served in the
-//! kernel); what does is a hypercall (a read of `HYPERCALL_MMIO`), a doorbell rung before its
+//! kernel); what does is a hypercall (a read of `HYPERCALL_MMIO`; `HALT` parks this thread on
+//! the event channel, the rest go to the `ExitHandler`), a doorbell rung before its
 //! ioeventfd existed (added to its counter here), another write no device takes, or the end (a
 //! triple fault shows as `Shutdown`). The vCPU thread holds the VM open while it runs.
 //!
@@ -9,8 +10,9 @@
 //! thread has gone, since one can land just before `KVM_RUN` starts.
 
 use crate::KvmError;
+use crate::events::EventChannel;
 use crate::machine::Doorbells;
-use hv::metal::{DOORBELL_MMIO, HYPERCALL_MMIO};
+use hv::metal::{DOORBELL_MMIO, HYPERCALL_MMIO, hypercall};
 use kvm_ioctls::{VcpuExit, VcpuFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Once};
@@ -50,6 +52,7 @@ pub enum VcpuEnd {
 pub struct VcpuThread {
     thread: Option<JoinHandle<VcpuEnd>>,
     stop: Arc<AtomicBool>,
+    events: Arc<EventChannel>,
 }
 
 extern "C" fn wake_from_kvm_run(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {}
@@ -62,6 +65,7 @@ impl VcpuThread {
     pub(crate) fn spawn(
         vcpu: VcpuFd,
         doorbells: Arc<Doorbells>,
+        events: Arc<EventChannel>,
         mut handler: impl ExitHandler,
     ) -> Result<Self, KvmError> {
         static HANDLER: Once = Once::new();
@@ -73,13 +77,15 @@ impl VcpuThread {
         registered?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
+        let channel = events.clone();
         let thread = std::thread::Builder::new()
             .name("vcpu0".into())
-            .spawn(move || run(vcpu, &doorbells, &mut handler, &flag))
+            .spawn(move || run(vcpu, &doorbells, &channel, &mut handler, &flag))
             .map_err(|e| KvmError::Os("spawn the vCPU thread", e))?;
         Ok(Self {
             thread: Some(thread),
             stop,
+            events,
         })
     }
 
@@ -94,6 +100,7 @@ impl VcpuThread {
         };
         if stop {
             self.stop.store(true, Ordering::SeqCst);
+            self.events.notify_stop();
             while !thread.is_finished() {
                 // A failed kill means the thread is already gone.
                 let _ = thread.kill(stop_signal());
@@ -112,6 +119,7 @@ impl Drop for VcpuThread {
             let rest = VcpuThread {
                 thread: self.thread.take(),
                 stop: self.stop.clone(),
+                events: self.events.clone(),
             };
             rest.join(true);
         }
@@ -131,6 +139,7 @@ enum Exit {
 fn run(
     mut vcpu: VcpuFd,
     doorbells: &Doorbells,
+    events: &EventChannel,
     handler: &mut impl ExitHandler,
     stop: &AtomicBool,
 ) -> VcpuEnd {
@@ -160,7 +169,15 @@ fn run(
                     Ok(r) => r,
                     Err(e) => return VcpuEnd::Failed(format!("KVM_GET_REGS: {e}")),
                 };
-                match handler.hypercall(regs.r8, [regs.rdi, regs.rsi, regs.rdx, regs.r10]) {
+                let answer = if regs.r8 == hypercall::HALT {
+                    match events.halt(regs.rdi, stop) {
+                        Some(epoch) => Hypercall::Return(epoch),
+                        None => return VcpuEnd::Stopped,
+                    }
+                } else {
+                    handler.hypercall(regs.r8, [regs.rdi, regs.rsi, regs.rdx, regs.r10])
+                };
+                match answer {
                     Hypercall::Return(value) => {
                         let run = vcpu.get_kvm_run();
                         // SAFETY: the last exit was KVM_EXIT_MMIO (a read), so `mmio` is the

@@ -41,9 +41,18 @@ pub const DOORBELL_MMIO: u64 = 0x3000_0000;
 /// An 8-byte read of this address is a hypercall: number in `r8`, arguments in `rdi`, `rsi`,
 /// `rdx`, `r10`; the VMM answers the read with the result.
 pub const HYPERCALL_MMIO: u64 = 0x3000_1000;
-/// The interrupt line into the guest: an irqfd on this GSI of the in-kernel irqchip. (The guest
-/// does not take interrupts yet; see `crates/metal-guest/src/arch.rs`.)
+/// The interrupt line into the guest: an irqfd on this GSI of the in-kernel irqchip. A guest that
+/// cannot take interrupts (one confined to CPL 3, see `TSS_GPA`'s note) uses the event channel
+/// below instead; the VMM raises both.
 pub const IRQ_GSI: u32 = 5;
+/// The interrupt line's event channel, in the manner of Xen's PV event channels: a u64 epoch at
+/// this address that the VMM increments (a sequentially consistent read-modify-write, after the
+/// monitor's stores) for every interrupt it raises, and the `HALT` hypercall, which blocks the
+/// vCPU until the epoch passes a ticket. A guest thread takes the epoch as its ticket before
+/// checking its wake condition and halts on that ticket, so an interrupt raised in between ends
+/// the halt at once. The page lies between the TSS and the ring-0 stack, which grows down from
+/// `KERNEL_STACK_TOP` and never reaches it.
+pub const IRQ_EPOCH_GPA: u64 = 0x6000;
 
 /// Hypercall numbers.
 pub mod hypercall {
@@ -61,4 +70,104 @@ pub mod hypercall {
     pub const FAULT: u64 = 4;
     /// The guest panicked: `rdi` = address, `rsi` = length of the message.
     pub const PANIC: u64 = 5;
+    /// Halt until the interrupt epoch (`IRQ_EPOCH_GPA`) is greater than `rdi`; returns the
+    /// epoch. The vCPU's `hlt`, for a guest that cannot execute one.
+    pub const HALT: u64 = 6;
+}
+
+/// Planted bugs of the hardware guest's platform layer (its executor and interrupt wait), the
+/// metal forms of `hv::sim::planted`.
+pub mod planted {
+    /// The wait re-reads the interrupt epoch when it halts instead of using the ticket taken
+    /// before the check, forgetting an interrupt that landed in between.
+    pub const WFI_LOST_WAKEUP: u32 = 1 << 0;
+}
+
+/// The most spin-loop hints one jitter pause takes (`BootHeader::jitter_one_in`); a pause is
+/// drawn uniformly below it. About 30 µs on this project's CI machines (docs/decisions.md).
+pub const JITTER_MAX_SPINS: u32 = 1500;
+
+/// The header of the boot parameters at `PARAMS_GPA`; the program's own encoded plan follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BootHeader {
+    /// `guest::planted` bits.
+    pub bugs: u32,
+    /// `ring_pipe::planted` bits for the guest's rings.
+    pub ring_bugs: u32,
+    /// `planted` bits of the platform layer.
+    pub platform_bugs: u32,
+    /// Delay injection at the guest's shared-memory accesses: one access in this many is
+    /// followed by a seeded pause (0 = off); see `raw_shm::Jitter`.
+    pub jitter_one_in: u32,
+    /// Seeds the guest's preemption and jitter choices.
+    pub seed: u64,
+}
+
+impl BootHeader {
+    pub const MAGIC: [u8; 4] = *b"MGB2";
+    pub const LEN: usize = 4 + 4 * 4 + 8;
+
+    pub fn encode(&self) -> [u8; Self::LEN] {
+        let mut out = [0u8; Self::LEN];
+        out[..4].copy_from_slice(&Self::MAGIC);
+        let words = [
+            self.bugs,
+            self.ring_bugs,
+            self.platform_bugs,
+            self.jitter_one_in,
+        ];
+        for (i, w) in words.iter().enumerate() {
+            out[4 + 4 * i..8 + 4 * i].copy_from_slice(&w.to_le_bytes());
+        }
+        out[20..28].copy_from_slice(&self.seed.to_le_bytes());
+        out
+    }
+
+    /// The header at the start of `params`, and the program after it; `None` if `params` does
+    /// not start with one.
+    pub fn decode(params: &[u8]) -> Option<(Self, &[u8])> {
+        let (head, program) = params.split_at_checked(Self::LEN)?;
+        if head[..4] != Self::MAGIC {
+            return None;
+        }
+        let word = |i: usize| {
+            let mut w = [0u8; 4];
+            w.copy_from_slice(&head[4 + 4 * i..8 + 4 * i]);
+            u32::from_le_bytes(w)
+        };
+        let mut seed = [0u8; 8];
+        seed.copy_from_slice(&head[20..28]);
+        Some((
+            Self {
+                bugs: word(0),
+                ring_bugs: word(1),
+                platform_bugs: word(2),
+                jitter_one_in: word(3),
+                seed: u64::from_le_bytes(seed),
+            },
+            program,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BootHeader;
+
+    #[test]
+    fn boot_header_round_trips_and_rejects_what_is_not_one() {
+        let head = BootHeader {
+            bugs: 1,
+            ring_bugs: 2,
+            platform_bugs: 3,
+            jitter_one_in: 64,
+            seed: u64::MAX - 5,
+        };
+        let mut params = head.encode().to_vec();
+        params.extend_from_slice(b"ECHP...");
+        assert_eq!(BootHeader::decode(&params), Some((head, &b"ECHP..."[..])));
+        assert_eq!(BootHeader::decode(&params[..BootHeader::LEN - 1]), None);
+        params[0] = b'X';
+        assert_eq!(BootHeader::decode(&params), None);
+    }
 }

@@ -4,12 +4,13 @@
 //! host only through memory-mapped I/O: a doorbell is a 4-byte write KVM matches against an
 //! ioeventfd, a hypercall an 8-byte read the VMM answers. The VMM points the IDT at `IDT_GPA`;
 //! the guest fills in exception gates whose CPL-0 stubs (a few integer instructions) report the
-//! fault with a hypercall. Interrupt delivery into this guest is not used yet: on the hosts we
-//! run on, the guest cannot halt (`hlt` needs CPL 0, which such hosts emulate without SSE), so
-//! waiting is spinning (see `rt`).
+//! fault with a hypercall. Interrupts reach this guest through the event channel rather than the
+//! IDT: on the hosts we run on it cannot execute `hlt` (CPL 0, which such hosts emulate without
+//! SSE), so it reads the interrupt epoch the VMM publishes and halts by hypercall (see `rt`).
 #![allow(unsafe_code)]
 
-use hv::metal::{DOORBELL_MMIO, HYPERCALL_MMIO, IDT_GPA, hypercall};
+use core::sync::atomic::{AtomicU64, Ordering};
+use hv::metal::{DOORBELL_MMIO, HYPERCALL_MMIO, IDT_GPA, IRQ_EPOCH_GPA, hypercall};
 
 const STACK_SIZE: usize = 1 << 20;
 
@@ -121,6 +122,19 @@ pub fn report(nr: u64, lead: Option<u64>, bytes: &[u8]) {
         Some(first) => hypercall(nr, [first, ptr, len, 0]),
         None => hypercall(nr, [ptr, len, 0, 0]),
     };
+}
+
+/// Interrupts raised so far (the event channel's epoch). Acquire: what the host stored before
+/// raising is visible once its interrupt is.
+pub fn irq_epoch() -> u64 {
+    // SAFETY: the VMM reserves the 8-aligned word at IRQ_EPOCH_GPA (identity-mapped, user page)
+    // for the epoch and only ever updates it atomically.
+    unsafe { AtomicU64::from_ptr(IRQ_EPOCH_GPA as *mut u64) }.load(Ordering::Acquire)
+}
+
+/// Halts the vCPU until the interrupt epoch is past `ticket`; returns the epoch.
+pub fn halt(ticket: u64) -> u64 {
+    hypercall(hypercall::HALT, [ticket, 0, 0, 0])
 }
 
 pub fn exit(code: u64) -> ! {

@@ -4,8 +4,8 @@
 //! `guest-programs` code as the simulation, reports what it observed through hypercalls and
 //! exits.
 //!
-//! Boot parameters: a header (`MGB1`, guest bugs u32, guest ring bugs u32, preemption seed u64)
-//! followed by one program's encoded plan, recognised by its own magic.
+//! Boot parameters: a `hv::metal::BootHeader` (planted bugs, shared-memory jitter, the seed of
+//! the guest's own choices) followed by one program's encoded plan, recognised by its own magic.
 #![no_std]
 #![no_main]
 
@@ -17,40 +17,17 @@ mod rt;
 
 use alloc::format;
 use alloc::rc::Rc;
+use alloc::sync::Arc;
 use core::cell::RefCell;
 use guest_programs::echo::{self, GuestOs, Pipe};
 use guest_programs::stream::{self, StreamPlan};
-use hv::metal::hypercall;
-use raw_shm::RawShm;
+use hv::metal::{BootHeader, JITTER_MAX_SPINS, hypercall};
+use raw_shm::{Jitter, RawShm};
 use ring_pipe::msg::{PipeInfo, control_pipe_info};
-
-const HEADER_MAGIC: &[u8; 4] = b"MGB1";
-const HEADER_LEN: usize = 4 + 4 + 4 + 8;
 
 /// Exit codes (the VMM reports them).
 const EXIT_OK: u64 = 0;
 const EXIT_BAD_PARAMS: u64 = 2;
-
-struct Header {
-    bugs: u32,
-    ring_bugs: u32,
-    seed: u64,
-}
-
-fn header(params: &[u8]) -> Option<Header> {
-    let h = params.get(..HEADER_LEN)?;
-    if &h[..4] != HEADER_MAGIC {
-        return None;
-    }
-    let u32_at = |at: usize| u32::from_le_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]);
-    let mut seed = [0u8; 8];
-    seed.copy_from_slice(&h[12..20]);
-    Some(Header {
-        bugs: u32_at(4),
-        ring_bugs: u32_at(8),
-        seed: u64::from_le_bytes(seed),
-    })
-}
 
 fn fail(message: &str, code: u64) -> ! {
     arch::report(hypercall::ERROR, None, message.as_bytes());
@@ -66,10 +43,20 @@ extern "C" fn metal_main(params: u64, params_len: u64, shm: u64, shm_len: u64) -
     // SAFETY: the VMM maps the shared region at `shm..shm + shm_len` for the guest's lifetime.
     #[allow(unsafe_code)]
     let shm = unsafe { RawShm::new(shm as *mut u8, shm_len, None) };
-    let Some(head) = header(params) else {
-        fail("boot parameters lack the MGB1 header", EXIT_BAD_PARAMS)
+    let Some((head, program)) = BootHeader::decode(params) else {
+        fail("boot parameters lack the MGB2 header", EXIT_BAD_PARAMS)
     };
-    let program = &params[HEADER_LEN..];
+    let shm = if head.jitter_one_in > 0 {
+        // A seed of its own, so the jitter does not mirror the preemption choices.
+        let seed = head.seed ^ 0x9e37_79b9_7f4a_7c15;
+        shm.with_jitter(Arc::new(Jitter::new(
+            seed,
+            head.jitter_one_in,
+            JITTER_MAX_SPINS,
+        )))
+    } else {
+        shm
+    };
     match program.get(..4) {
         Some(b"RSTR") => match StreamPlan::decode(program) {
             Ok(plan) => run_stream(shm, plan),
@@ -101,6 +88,7 @@ struct MetalOs {
     kernel: guest::KernelHandle,
     bugs: u32,
     ring_bugs: u32,
+    platform_bugs: u32,
 }
 
 impl GuestOs for MetalOs {
@@ -119,7 +107,10 @@ impl GuestOs for MetalOs {
             self.shm.clone(),
             info,
             (data, space),
-            (rt::MetalIrq, rt::MetalIrq),
+            (
+                rt::MetalIrq::new(self.platform_bugs),
+                rt::MetalIrq::new(self.platform_bugs),
+            ),
             self.bugs,
         )
         .await?
@@ -131,13 +122,14 @@ impl GuestOs for MetalOs {
     }
 }
 
-fn run_echo(shm: RawShm, plan: echo::Plan, head: &Header) -> ! {
+fn run_echo(shm: RawShm, plan: echo::Plan, head: &BootHeader) -> ! {
     let kernel = guest::GuestKernel::new(rt::MetalHooks::new(head.seed));
     let os = MetalOs {
         shm,
         kernel: kernel.handle(),
         bugs: head.bugs,
         ring_bugs: head.ring_bugs,
+        platform_bugs: head.platform_bugs,
     };
     let results: echo::Shared = Rc::new(RefCell::new(echo::Results::default()));
     let plan = Rc::new(plan);

@@ -2,10 +2,11 @@
 //! interrupt line as an `IrqWaiter`, doorbells as MMIO writes, and the shared region as a raw
 //! view of identity-mapped memory.
 //!
-//! This guest cannot halt (see `arch`), so a wait on the interrupt line is a spurious wake-up
-//! after the vCPU has found nothing else to run: when every kernel thread is parked, the loop
-//! spins once and wakes all waiters, which re-check their rings, exactly as after an interrupt
-//! that was not for them. Host→guest interrupts (irqfd) are raised by the monitor but not taken.
+//! Interrupts arrive through the event channel (`hv::metal::IRQ_EPOCH_GPA`): a kernel thread's
+//! ticket is the epoch it read before checking its condition, and its wait parks it until the
+//! epoch passes that ticket. When every thread is parked, the vCPU halts (the `HALT` hypercall)
+//! until an interrupt newer than the oldest ticket, then wakes the parked threads to re-check,
+//! as Arca requeues every thread in WFI after an interrupt.
 
 use crate::arch;
 use alloc::sync::Arc;
@@ -16,6 +17,7 @@ use core::future::Future;
 use core::sync::atomic::{AtomicBool, Ordering};
 use core::task::{Context, Poll, Waker};
 use guest::VcpuHooks;
+use hv::metal::planted;
 
 struct CpuWake(AtomicBool);
 
@@ -28,8 +30,8 @@ impl Wake for CpuWake {
     }
 }
 
-/// Threads parked on the interrupt line.
-struct Waiters(RefCell<Vec<Waker>>);
+/// Threads parked on the interrupt line, each with the epoch it waits to pass.
+struct Waiters(RefCell<Vec<(u64, Waker)>>);
 // SAFETY: `Sync` is needed for a static; there is one vCPU and no interrupt handler, so it is
 // never accessed concurrently.
 #[allow(unsafe_code)]
@@ -48,33 +50,62 @@ pub fn block_on<F: Future>(fut: F) -> F::Output {
             return v;
         }
         if !wake.0.load(Ordering::Acquire) {
-            // Idle: what a halt would end in, a wake-up for every waiter.
-            core::hint::spin_loop();
-            let parked: Vec<Waker> = WAITERS.0.borrow_mut().drain(..).collect();
-            for w in parked {
+            // Idle: halt until an interrupt some parked thread has not seen, then let every
+            // parked thread re-check.
+            let parked: Vec<(u64, Waker)> = WAITERS.0.borrow_mut().drain(..).collect();
+            let oldest = parked.iter().map(|(t, _)| *t).min();
+            let ticket = oldest.unwrap_or_else(arch::irq_epoch);
+            if arch::irq_epoch() <= ticket {
+                arch::halt(ticket);
+            }
+            for (_, w) in parked {
                 w.wake();
             }
         }
     }
 }
 
-/// The interrupt line as a kernel thread waits on it: parks until the vCPU goes idle.
+/// The interrupt line as a kernel thread waits on it.
 #[derive(Clone, Copy)]
-pub struct MetalIrq;
+pub struct MetalIrq {
+    bugs: u32,
+}
+
+impl MetalIrq {
+    pub fn new(bugs: u32) -> Self {
+        Self { bugs }
+    }
+}
 
 impl hv::IrqWaiter for MetalIrq {
     fn ticket(&self) -> u64 {
-        0
+        arch::irq_epoch()
     }
 
-    async fn wait(&self, _ticket: u64) {
-        let mut parked = false;
+    async fn wait(&self, ticket: u64) {
+        // Entering the halt is a step of its own, as in the simulation: other threads may run
+        // (and interrupts land) between the caller's check and the park.
+        let mut yielded = false;
         core::future::poll_fn(|cx| {
-            if parked {
+            if yielded {
                 Poll::Ready(())
             } else {
-                parked = true;
-                WAITERS.0.borrow_mut().push(cx.waker().clone());
+                yielded = true;
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+        })
+        .await;
+        let ticket = if self.bugs & planted::WFI_LOST_WAKEUP != 0 {
+            arch::irq_epoch()
+        } else {
+            ticket
+        };
+        core::future::poll_fn(|cx| {
+            if arch::irq_epoch() > ticket {
+                Poll::Ready(())
+            } else {
+                WAITERS.0.borrow_mut().push((ticket, cx.waker().clone()));
                 Poll::Pending
             }
         })
@@ -82,16 +113,17 @@ impl hv::IrqWaiter for MetalIrq {
     }
 }
 
-/// How the stream writer waits for space: the same park as on the interrupt line.
+/// How the stream writer waits for space: on the interrupt line the reader raises.
 pub struct IdleSleep;
 
 impl hv::blocking::Sleep for IdleSleep {
     type Ticket = u64;
     fn ticket(&self) -> u64 {
-        0
+        arch::irq_epoch()
     }
     fn sleep(&self, ticket: u64) -> impl Future<Output = ()> {
-        hv::IrqWaiter::wait(&MetalIrq, ticket)
+        const LINE: MetalIrq = MetalIrq { bugs: 0 };
+        hv::IrqWaiter::wait(&LINE, ticket)
     }
 }
 

@@ -3,8 +3,13 @@
 //! real loads, stores and fences. Offsets are relative to the region's start in every view, as
 //! in the simulation's `SimShm`; a view may be limited to a window of the region (a monitor
 //! relay gets its own pipe's rings only). Every access is bounds-checked (the peer is untrusted);
-//! one outside the view is a [`MemFault`] and is counted, so a run can report it. Cursors and flags must be 8-aligned:
-//! a misaligned atomic access is refused the same way.
+//! one outside the view is a [`MemFault`] and is counted, so a run can report it. Cursors and
+//! flags must be 8-aligned: a misaligned atomic access is refused the same way.
+//!
+//! A view can carry [`Jitter`]: seeded pauses after loads and before stores, which widen the
+//! windows between one side's check and its act so that races the simulation reaches by
+//! scheduling also show on real cores (the idea of KCSAN's delays and rr's chaos mode). The
+//! ring code is unchanged; only how long each access appears to take.
 #![no_std]
 
 extern crate alloc;
@@ -22,6 +27,7 @@ pub struct RawShm {
     /// The accessible part, `[start, end)`.
     window: (u64, u64),
     faults: Arc<AtomicU64>,
+    jitter: Option<Arc<Jitter>>,
     /// Whatever owns the mapping (the VMM's mmap), kept alive as long as any view.
     _owner: Option<Arc<dyn Any + Send + Sync>>,
 }
@@ -41,6 +47,7 @@ impl RawShm {
             len,
             window: (0, len),
             faults: Arc::default(),
+            jitter: None,
             _owner: owner,
         }
     }
@@ -54,7 +61,21 @@ impl RawShm {
             len: self.len,
             window: (offset.max(self.window.0), end.min(self.window.1)),
             faults: self.faults.clone(),
+            jitter: self.jitter.clone(),
             _owner: self._owner.clone(),
+        }
+    }
+
+    /// This view, and every sub-view made from it afterwards, pauses at accesses as `jitter`
+    /// decides.
+    pub fn with_jitter(mut self, jitter: Arc<Jitter>) -> Self {
+        self.jitter = Some(jitter);
+        self
+    }
+
+    fn pause(&self) {
+        if let Some(j) = &self.jitter {
+            j.pause();
         }
     }
 
@@ -76,7 +97,8 @@ impl RawShm {
         }
     }
 
-    fn atomic(&self, offset: u64) -> Result<&AtomicU64, MemFault> {
+    /// The 8 bytes at `offset` as an atomic, for a word outside any ring (an event counter).
+    pub fn atomic_u64(&self, offset: u64) -> Result<&AtomicU64, MemFault> {
         let p = self.check(offset, 8)?;
         if !(p as usize).is_multiple_of(8) {
             self.faults.fetch_add(1, Ordering::Relaxed);
@@ -96,11 +118,17 @@ impl SharedMemory for RawShm {
     }
 
     async fn load_u64(&self, offset: u64, order: Ordering) -> Result<u64, MemFault> {
-        Ok(self.atomic(offset)?.load(order))
+        let value = self.atomic_u64(offset)?.load(order);
+        // After the load: the value goes stale while the caller acts on it.
+        self.pause();
+        Ok(value)
     }
 
     async fn store_u64(&self, offset: u64, value: u64, order: Ordering) -> Result<(), MemFault> {
-        self.atomic(offset)?.store(value, order);
+        let word = self.atomic_u64(offset)?;
+        // Before the store: the publication comes late.
+        self.pause();
+        word.store(value, order);
         Ok(())
     }
 
@@ -129,6 +157,52 @@ impl SharedMemory for RawShm {
             core::ptr::copy_nonoverlapping(data.as_ptr(), p, data.len())
         };
         Ok(())
+    }
+}
+
+/// Seeded pauses at shared-memory accesses: one access in `one_in` is followed by a busy wait
+/// of up to `max_spins` spin-loop hints. Shared by every view of one side (so one seed gives
+/// one sequence of choices per side); the generator is a xorshift advanced with relaxed
+/// atomics, since only the distribution matters on hardware, not exact replay.
+pub struct Jitter {
+    state: AtomicU64,
+    one_in: u64,
+    max_spins: u64,
+}
+
+impl Jitter {
+    pub fn new(seed: u64, one_in: u32, max_spins: u32) -> Self {
+        Self {
+            // xorshift has one fixed point, zero.
+            state: AtomicU64::new(seed | 1),
+            one_in: u64::from(one_in),
+            max_spins: u64::from(max_spins).max(1),
+        }
+    }
+
+    fn next(&self) -> u64 {
+        let mut x = self.state.load(Ordering::Relaxed);
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.state.store(x, Ordering::Relaxed);
+        x
+    }
+
+    /// Maybe pauses; returns the spins spent.
+    pub fn pause(&self) -> u64 {
+        if self.one_in == 0 {
+            return 0;
+        }
+        let x = self.next();
+        if !(x & 0xffff_ffff).is_multiple_of(self.one_in) {
+            return 0;
+        }
+        let spins = (x >> 32) % self.max_spins;
+        for _ in 0..spins {
+            core::hint::spin_loop();
+        }
+        spins
     }
 }
 
@@ -189,5 +263,27 @@ mod tests {
         let mut out = [0u8; 8];
         assert_eq!(complete_now(shm.read(24, &mut out)), Some(Ok(())));
         assert_eq!(out, [9; 8]);
+    }
+
+    #[test]
+    fn jitter_pauses_at_about_one_access_in_n_and_never_changes_values() {
+        let mut backing = [0u64; 4];
+        let jitter = Arc::new(Jitter::new(7, 8, 100));
+        let shm = view(&mut backing).with_jitter(jitter.clone());
+        let sub = shm.bounded(0, 16);
+        for i in 0..64 {
+            assert_eq!(
+                complete_now(sub.store_u64(8, i, Ordering::Release)),
+                Some(Ok(()))
+            );
+            assert_eq!(
+                complete_now(shm.load_u64(8, Ordering::Acquire)),
+                Some(Ok(i))
+            );
+        }
+        let paused = (0..8000).filter(|_| jitter.pause() > 0).count();
+        assert!((700..1300).contains(&paused), "{paused} of 8000 paused");
+        let off = Jitter::new(7, 0, 100);
+        assert!((0..1000).all(|_| off.pause() == 0));
     }
 }
