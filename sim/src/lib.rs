@@ -6,6 +6,7 @@ pub mod bench_ring;
 pub mod cli;
 pub mod determinism;
 pub mod hw;
+pub mod hw_metal;
 pub mod hw_pipes;
 pub mod hw_trace;
 pub mod replay_file;
