@@ -140,11 +140,51 @@ struct Row {
     trace: Vec<String>,
 }
 
+/// Set on the rebuilt `sim` that `cells` hands over to, so it never hands over again.
+#[cfg(not(feature = "wasmtime"))]
+const HANDED_OVER: &str = "SIM_WASMTIME_HANDOVER";
+
+/// Hardware cells need wasmtime, which this build lacks (it is a feature, since it adds minutes
+/// to a fresh build). Under `cargo run`, rebuild with the feature and hand the same arguments
+/// over; otherwise say how.
 #[cfg(not(feature = "wasmtime"))]
 fn cells(_: &HwArgs) -> Result<ExitCode, UsageError> {
-    Err(UsageError(
-        "cells run on wasmtime in hardware mode; build with `--features wasmtime` (cargo run -p sim --features wasmtime -- hw ...)".into(),
-    ))
+    let hint = "cells run on wasmtime in hardware mode; build with `--features wasmtime` (cargo run -p sim --features wasmtime -- hw ...)";
+    let (Some(cargo), Some(manifest_dir)) = (
+        std::env::var_os("CARGO"),
+        std::env::var_os("CARGO_MANIFEST_DIR"),
+    ) else {
+        return Err(UsageError(hint.into()));
+    };
+    if std::env::var_os(HANDED_OVER).is_some() {
+        return Err(UsageError(hint.into()));
+    }
+    eprintln!(
+        "sim: hardware cells run on wasmtime; rebuilding sim with `--features wasmtime` (a few minutes the first time)"
+    );
+    let release = std::env::current_exe()
+        .ok()
+        .is_some_and(|exe| exe.components().any(|c| c.as_os_str() == "release"));
+    let mut cargo = std::process::Command::new(cargo);
+    cargo
+        .arg("run")
+        .arg("--quiet")
+        .arg("--manifest-path")
+        .arg(PathBuf::from(manifest_dir).join("Cargo.toml"))
+        .args(["--features", "wasmtime"]);
+    if release {
+        cargo.arg("--release");
+    }
+    let status = cargo
+        .arg("--")
+        .args(std::env::args_os().skip(1))
+        .env(HANDED_OVER, "1")
+        .status()
+        .map_err(|e| UsageError(format!("running cargo to rebuild sim with wasmtime: {e}")))?;
+    Ok(match status.code() {
+        Some(code) => ExitCode::from(u8::try_from(code).unwrap_or(2)),
+        None => ExitCode::from(2),
+    })
 }
 
 #[cfg(feature = "wasmtime")]

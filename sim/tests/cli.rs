@@ -4,9 +4,13 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// Runs the built `sim` as a user would outside cargo (without cargo's variables, which would
+/// let `hw --scenario cells-siblings` rebuild itself with wasmtime).
 fn sim(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_sim"))
         .args(args)
+        .env_remove("CARGO")
+        .env_remove("CARGO_MANIFEST_DIR")
         .output()
         .expect("sim runs")
 }
