@@ -18,6 +18,10 @@ pub use harness::{
 pub use models::Violation;
 /// `pipe-echo`'s oracles, for runs of its guest workload outside the simulation.
 pub use pipes::echo::judge_echo;
+/// `pipe-file`'s oracles and their views of what the guest logged, for runs outside the
+/// simulation.
+pub use pipes::file::{file_exchange, judge_file, placement_event};
+pub use pipes::tcp::{PeerRecord, PeerRecords, judge_tcp};
 
 use simkit::{KernelOptions, MemMode};
 

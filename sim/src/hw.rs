@@ -5,12 +5,18 @@
 //!
 //! Hardware forms so far, each with the workload derived from the seed exactly as the simulation
 //! derives it:
-//! - `cells-siblings` on wasmtime (needs the `wasmtime` feature): the cells step as tasks on a
-//!   tokio current-thread runtime, with real time and OS entropy;
-//! - `pipe-echo` in a KVM vCPU (`hw_pipes`): the bare-metal guest against the real monitor.
+//! - `cells-siblings` on wasmtime (the `wasmtime` feature; under `cargo run` a build without it
+//!   rebuilds with it and hands over): the cells step as tasks on a tokio current-thread runtime,
+//!   with real time and OS entropy;
+//! - `pipe-echo` in a KVM vCPU (`hw_pipes`): the bare-metal guest against the real monitor;
+//! - `pipe-file` in a KVM vCPU (`hw_files`): the monitor's file relay serves real files in a
+//!   fresh temp directory, judged with the real files' final contents;
+//! - `pipe-tcp` in a KVM vCPU (`hw_tcp`): the monitor's TCP relays reach real loopback sockets,
+//!   with the external clients and servers as tokio tasks.
 //!
-//! The other pipe scenarios have no hardware form yet; asking for them exits 2 and says so, as
-//! does a pipe run where `/dev/kvm` cannot be opened.
+//! `pipe-hostile` has no hardware form yet (its hostile guest thread is not ported to the metal
+//! guest); asking for it exits 2 and says so, as does a pipe run where `/dev/kvm` cannot be
+//! opened.
 
 use crate::cli::{UsageError, verdict_code};
 use crate::hw_trace::Outcome;
@@ -34,7 +40,7 @@ pub struct HwArgs {
     /// Print every trace line.
     #[arg(long)]
     trace: bool,
-    /// A planted bug with a hardware form (see `sim --list-bugs`; pipe-echo only).
+    /// A planted bug with a hardware form (see `sim --list-bugs`; pipe scenarios).
     #[arg(long)]
     plant: Option<String>,
     /// Pipe scenarios: one shared-memory access in N on each side is followed by a seeded
@@ -52,9 +58,19 @@ pub fn run(args: HwArgs) -> Result<ExitCode, UsageError> {
     }
     match args.scenario.as_str() {
         "cells-siblings" => cells(&args),
-        "pipe-echo" => pipes(&args),
-        "pipe-file" | "pipe-tcp" | "pipe-hostile" => Err(UsageError(format!(
-            "scenario '{}' has no hardware form yet (pipe-echo has one)",
+        "pipe-echo" => pipes(
+            &args,
+            "the pipe-echo guest (crates/metal-guest) in a KVM vCPU; the monitor on tokio (ioeventfd doorbells, irqfd line)",
+            crate::hw_pipes::run_once,
+        ),
+        "pipe-tcp" => pipes(
+            &args,
+            "the pipe-tcp guest (crates/metal-guest) in a KVM vCPU; the monitor on tokio relaying to real TCP on loopback; clients and servers as tokio tasks",
+            crate::hw_tcp::run_once,
+        ),
+        "pipe-file" => files(&args),
+        "pipe-hostile" => Err(UsageError(format!(
+            "scenario '{}' has no hardware form yet (pipe-echo, pipe-file and pipe-tcp have one)",
             args.scenario
         ))),
         other => Err(UsageError(format!(
@@ -63,15 +79,31 @@ pub fn run(args: HwArgs) -> Result<ExitCode, UsageError> {
     }
 }
 
-/// pipe-echo in a KVM vCPU; exits 2 with the reason where `/dev/kvm` cannot be used.
-fn pipes(args: &HwArgs) -> Result<ExitCode, UsageError> {
+/// A pipe scenario's guest in a KVM vCPU (`run_once(seed, plant, jitter)` is one run); exits 2
+/// with the reason where `/dev/kvm` cannot be used.
+fn pipes(
+    args: &HwArgs,
+    parts: &str,
+    run_once: fn(u64, Option<&str>, u32) -> Result<Outcome, UsageError>,
+) -> Result<ExitCode, UsageError> {
+    if let Err(e) = hv_kvm::available() {
+        return Err(UsageError(format!("hw --scenario {}: {e}", args.scenario)));
+    }
+    iterate(args, parts, |seed| {
+        run_once(seed, args.plant.as_deref(), args.jitter)
+    })
+}
+
+/// pipe-file in a KVM vCPU, its file relay serving real files in a temp directory; exits 2 with
+/// the reason where `/dev/kvm` cannot be used.
+fn files(args: &HwArgs) -> Result<ExitCode, UsageError> {
     if let Err(e) = hv_kvm::available() {
         return Err(UsageError(format!("hw --scenario {}: {e}", args.scenario)));
     }
     iterate(
         args,
-        "the pipe-echo guest (crates/metal-guest) in a KVM vCPU; the monitor on tokio (ioeventfd doorbells, irqfd line)",
-        |seed| crate::hw_pipes::run_once(seed, args.plant.as_deref(), args.jitter),
+        "the pipe-file guest (crates/metal-guest) in a KVM vCPU; the monitor on tokio, its file relay serving real files in a fresh directory under the OS temp dir",
+        |seed| crate::hw_files::run_once(seed, args.plant.as_deref(), args.jitter),
     )
 }
 

@@ -7,4 +7,6 @@
 extern crate alloc;
 
 pub mod echo;
+pub mod file;
 pub mod stream;
+pub mod tcp;

@@ -14,6 +14,10 @@ use std::time::Duration;
 
 /// How often a halted vCPU thread looks at its stop flag (stopping also notifies it).
 const STOP_POLL: Duration = Duration::from_millis(20);
+/// How long a halt polls the epoch before it sleeps (KVM's halt polling, `halt_poll_ns`): the
+/// interrupt a halted guest waits for usually comes within microseconds, and a sleep and wake
+/// through the scheduler costs more than that.
+const HALT_POLL: Duration = Duration::from_micros(50);
 
 pub(crate) struct EventChannel {
     ram: GuestRam,
@@ -53,6 +57,14 @@ impl EventChannel {
 
     /// Blocks until the epoch is past `ticket`, returning it, or `None` once `stop` is set.
     pub(crate) fn halt(&self, ticket: u64, stop: &AtomicBool) -> Option<u64> {
+        let polling = std::time::Instant::now();
+        while polling.elapsed() < HALT_POLL {
+            let now = self.epoch();
+            if now > ticket {
+                return Some(now);
+            }
+            std::hint::spin_loop();
+        }
         let mut guard = self.parked.lock().ok()?;
         self.halted.store(true, Ordering::SeqCst);
         let end = loop {

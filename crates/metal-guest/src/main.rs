@@ -12,8 +12,10 @@
 extern crate alloc;
 
 mod arch;
+mod file;
 mod mem;
 mod rt;
+mod tcp;
 
 use alloc::format;
 use alloc::rc::Rc;
@@ -65,6 +67,14 @@ extern "C" fn metal_main(params: u64, params_len: u64, shm: u64, shm_len: u64) -
         Some(b"ECHP") => match echo::Plan::decode(program) {
             Ok(plan) => run_echo(shm, plan, &head),
             Err(e) => fail(&format!("echo plan: {e}"), EXIT_BAD_PARAMS),
+        },
+        Some(b"TCPP") => match guest_programs::tcp::TcpPlan::decode(program) {
+            Ok(plan) => tcp::run(shm, plan, &head),
+            Err(e) => fail(&format!("tcp plan: {e}"), EXIT_BAD_PARAMS),
+        },
+        Some(b"FILE") => match guest_programs::file::FilePlan::decode(program) {
+            Ok(plan) => file::run(shm, plan, &head),
+            Err(e) => fail(&format!("file plan: {e}"), EXIT_BAD_PARAMS),
         },
         _ => fail("unknown program in the boot parameters", EXIT_BAD_PARAMS),
     }
@@ -122,15 +132,21 @@ impl GuestOs for MetalOs {
     }
 }
 
+impl MetalOs {
+    fn new(shm: RawShm, kernel: &guest::GuestKernel<rt::MetalHooks>, head: &BootHeader) -> Self {
+        Self {
+            shm,
+            kernel: kernel.handle(),
+            bugs: head.bugs,
+            ring_bugs: head.ring_bugs,
+            platform_bugs: head.platform_bugs,
+        }
+    }
+}
+
 fn run_echo(shm: RawShm, plan: echo::Plan, head: &BootHeader) -> ! {
     let kernel = guest::GuestKernel::new(rt::MetalHooks::new(head.seed));
-    let os = MetalOs {
-        shm,
-        kernel: kernel.handle(),
-        bugs: head.bugs,
-        ring_bugs: head.ring_bugs,
-        platform_bugs: head.platform_bugs,
-    };
+    let os = MetalOs::new(shm, &kernel, head);
     let results: echo::Shared = Rc::new(RefCell::new(echo::Results::default()));
     let plan = Rc::new(plan);
     kernel.handle().spawn(

@@ -8,6 +8,8 @@
 pub mod alloc;
 pub mod control;
 pub mod files;
+pub mod host_files;
+pub mod host_net;
 pub mod host_pipe;
 pub mod net;
 pub mod relay;
@@ -20,6 +22,7 @@ use std::pin::Pin;
 
 pub use control::ControlHandler;
 pub use files::FileStore;
+pub use host_files::HostDir;
 pub use host_pipe::{HostPipe, HostPipeError};
 pub use net::{Connection, Net, NetReader, NetWriter, NoNet};
 pub use ring_pipe::msg::{CONTROL_DOORBELL, CONTROL_RING_SIZE, control_pipe_info};

@@ -17,14 +17,13 @@
 
 use crate::pipes::files::SimFiles;
 use crate::pipes::net::{Activity, GATEWAY, Kick, NetConfig, Network};
-use crate::pipes::world::{self, Bugs, GuestEnv, GuestPipe, PipeWorld};
+use crate::pipes::world::{self, Bugs};
 use crate::{PlantedBug, Scenario, Setup, Violation};
-use guest::sync::Latch;
-use guest::{ControlClient, PipeError};
-use guest_programs::echo::bytes_from;
+use guest_programs::tcp::{
+    self, CLOSED_PORT, LISTEN_PORT, MAX_BYTES, SERVER_PORT, TcpPlan, TcpResults,
+};
 use models::pipes::check_stream;
 use monitor::control_pipe_info;
-use ring_pipe::msg::{ListenerReply, ListenerRequest, Protocol, StreamReply, Wire, code};
 use simkit::{Ctx, KernelOptions};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -45,41 +44,16 @@ static BUGS: &[PlantedBug] = &[PlantedBug {
     needs_mem: None,
 }];
 
-/// The guest's listening port, the first server port, and a port nobody listens on.
-const LISTEN_PORT: u16 = 8080;
-const SERVER_PORT: u16 = 7000;
-const CLOSED_PORT: u16 = 9;
-/// Most bytes one direction of a connection carries.
-const MAX_BYTES: u64 = 3000;
-
-/// One external peer's conversation with the guest.
-struct Conversation {
-    /// What the peer sends to the guest, in chunks of at most `chunk`.
-    to_guest: Vec<u8>,
-    /// What the guest sends back.
-    from_guest: Vec<u8>,
-    chunk: usize,
+/// What an external peer observably wrote and read.
+#[derive(Default, Clone, Debug)]
+pub struct PeerRecord {
+    pub wrote: Vec<u8>,
+    pub read: Vec<u8>,
+    pub saw_end: bool,
 }
 
-/// What each end observably wrote and read, by peer host name.
-#[derive(Default)]
-struct Record {
-    peer_wrote: Vec<u8>,
-    guest_read: Vec<u8>,
-    guest_wrote: Vec<u8>,
-    peer_read: Vec<u8>,
-    peer_saw_end: bool,
-}
-
-#[derive(Default)]
-struct Observed {
-    records: BTreeMap<String, Record>,
-    errors: Vec<String>,
-    /// What the guest's connect to the closed port got: `Some(true)` if it connected.
-    closed_port_connected: Option<bool>,
-}
-
-type Shared = Rc<RefCell<Observed>>;
+/// The external peers' records, by host name.
+pub type PeerRecords = Rc<RefCell<BTreeMap<String, PeerRecord>>>;
 
 struct Hold {
     peer: String,
@@ -109,33 +83,13 @@ impl Scenario for PipeTcp {
     }
 
     fn run(&self, setup: &mut Setup) -> Vec<Violation> {
-        let mut clients = setup.derive("clients", 0, 3) as usize;
-        let servers = setup.derive("servers", 0, 2) as usize;
-        if clients + servers == 0 {
-            clients = 1;
+        let (plan, forced) = tcp::plan(&mut |name, lo, hi| setup.derive(name, lo, hi));
+        if forced {
             setup.option("clients_forced", 1);
         }
-        let try_closed_port = setup.derive("closed_port_connect", 0, 1) == 1;
-        let ring = 64 << setup.derive("ring_shift", 0, 4);
-        let mut conversations = BTreeMap::new();
-        let names: Vec<String> = (0..clients)
-            .map(|i| format!("client{i}"))
-            .chain((0..servers).map(|i| format!("server{i}")))
+        let names: Vec<String> = (0..plan.conversations.len())
+            .map(|i| plan.name(i))
             .collect();
-        for name in &names {
-            let up = setup.derive(&format!("{name}_to_guest"), 0, MAX_BYTES) as usize;
-            let down = setup.derive(&format!("{name}_from_guest"), 0, MAX_BYTES) as usize;
-            let chunk = setup.derive(&format!("{name}_chunk"), 1, 1500) as usize;
-            let key = setup.derive(&format!("{name}_key"), 0, u64::from(u32::MAX));
-            conversations.insert(
-                name.clone(),
-                Conversation {
-                    to_guest: bytes_from(key, up),
-                    from_guest: bytes_from(!key, down),
-                    chunk,
-                },
-            );
-        }
         let holds: Vec<Hold> = (0..setup.derive("holds", 0, 3))
             .map(|h| Hold {
                 peer: names
@@ -159,27 +113,28 @@ impl Scenario for PipeTcp {
             tcp_capacity: 2 * MAX_BYTES as usize,
         };
 
-        let conversations = Rc::new(conversations);
-        let observed: Shared = Rc::default();
+        let plan = Rc::new(plan);
+        let peers: PeerRecords = Rc::default();
+        let guest: tcp::Shared = Rc::default();
         let network = Network::new(config);
         let (ready_tx, ready_rx) = watch::channel(false);
-        for (name, conv) in conversations.iter() {
-            let (ctx, o, a) = (setup.ctx(), observed.clone(), network.activity());
-            let (to_guest, chunk) = (conv.to_guest.clone(), conv.chunk);
+        for (i, conv) in plan.conversations.iter().enumerate() {
+            let name = plan.name(i);
             let peer = PeerEnv {
-                ctx,
+                ctx: setup.ctx(),
                 name: name.clone(),
-                observed: o,
-                activity: a,
+                records: peers.clone(),
+                activity: network.activity(),
             };
-            if name.starts_with("client") {
+            let (to_guest, chunk) = (conv.to_guest_bytes(), conv.chunk as usize);
+            if i < plan.clients {
                 let ready = ready_rx.clone();
-                network.peer(name, async move {
+                network.peer(&name, async move {
                     external_client(peer, ready, to_guest, chunk).await
                 });
             } else {
-                let port = SERVER_PORT + name["server".len()..].parse::<u16>().unwrap_or(0);
-                network.peer(name, async move {
+                let port = SERVER_PORT + (i - plan.clients) as u16;
+                network.peer(&name, async move {
                     external_server(peer, port, to_guest, chunk).await
                 });
             }
@@ -188,14 +143,8 @@ impl Scenario for PipeTcp {
         start_faults(&setup.ctx(), &network, holds);
 
         let files = Rc::new(SimFiles::new(setup.ctx()));
-        let (o, convs, kick) = (observed.clone(), conversations.clone(), network.kick());
-        let plan = GuestPlan {
-            clients,
-            servers,
-            closed_port_host: try_closed_port.then(|| names[0].clone()),
-            ring,
-        };
-        let world = PipeWorld::boot(
+        let (g, p, kick) = (guest.clone(), plan.clone(), network.kick());
+        let world = world::PipeWorld::boot(
             setup,
             256 * 1024,
             bugs,
@@ -203,60 +152,21 @@ impl Scenario for PipeTcp {
             network.net(),
             move |env| async move {
                 let ready = Ready { tx: ready_tx, kick };
-                if let Err(e) = guest_main(env, plan, convs, ready, o.clone()).await {
-                    o.borrow_mut().errors.push(format!("main: {e}"));
-                }
+                let ctx = env.ctx.clone();
+                let choose: Rc<dyn Fn(u64) -> u64> = Rc::new(move |n| ctx.choose(n));
+                tcp::run(env, control_pipe_info(), p, choose, || ready.announce(), g).await;
             },
         );
 
         let outcome = setup.sim.run();
-        let observed = observed.borrow();
+        let guest = guest.borrow();
+        let peers = peers.borrow();
         // Bytes that crossed a ring and the network, end to end, in either direction.
-        let delivered: usize = observed
-            .records
-            .values()
-            .map(|r| r.guest_read.len() + r.peer_read.len())
-            .sum();
+        let delivered: usize = guest.read.values().map(Vec::len).sum::<usize>()
+            + peers.values().map(|r| r.read.len()).sum::<usize>();
         setup.metric("pipe_bytes", delivered as u64);
-        let mut v = world.common_checks(&outcome, &observed.errors);
-        for (name, conv) in conversations.iter() {
-            let empty = Record::default();
-            let r = observed.records.get(name).unwrap_or(&empty);
-            v.extend(check_stream(
-                &format!("{name} to guest"),
-                &r.peer_wrote,
-                &r.guest_read,
-                false,
-            ));
-            v.extend(check_stream(
-                &format!("guest to {name}"),
-                &r.guest_wrote,
-                &r.peer_read,
-                false,
-            ));
-            if r.peer_wrote != conv.to_guest {
-                v.push(Violation::new(
-                    "tcp-peer",
-                    format!(
-                        "{name} wrote {} of its {} bytes",
-                        r.peer_wrote.len(),
-                        conv.to_guest.len()
-                    ),
-                ));
-            }
-            if !r.peer_saw_end {
-                v.push(Violation::new(
-                    "tcp-peer",
-                    format!("{name} never saw its connection end"),
-                ));
-            }
-        }
-        if observed.closed_port_connected == Some(true) {
-            v.push(Violation::new(
-                "tcp-refused",
-                format!("a connect to port {CLOSED_PORT}, where nobody listens, succeeded"),
-            ));
-        }
+        let mut v = world.common_checks(&outcome, &guest.errors);
+        v.extend(judge_tcp(&plan, &guest, &peers));
         v.extend(
             network
                 .errors()
@@ -265,6 +175,61 @@ impl Scenario for PipeTcp {
         );
         v
     }
+}
+
+/// The pipe-tcp oracles over what the guest and the external peers recorded (shared with the
+/// hardware run): per conversation and direction, what one end read is exactly what the other
+/// wrote; every peer wrote all it meant to and saw its connection end; a connect to a closed
+/// port was refused.
+pub fn judge_tcp(
+    plan: &TcpPlan,
+    guest: &TcpResults,
+    peers: &BTreeMap<String, PeerRecord>,
+) -> Vec<Violation> {
+    let mut v = Vec::new();
+    let none = Vec::new();
+    for (i, conv) in plan.conversations.iter().enumerate() {
+        let name = plan.name(i);
+        let empty = PeerRecord::default();
+        let peer = peers.get(&name).unwrap_or(&empty);
+        let guest_read = guest.read.get(&i).unwrap_or(&none);
+        let guest_wrote = guest.wrote.get(&i).unwrap_or(&none);
+        v.extend(check_stream(
+            &format!("{name} to guest"),
+            &peer.wrote,
+            guest_read,
+            false,
+        ));
+        v.extend(check_stream(
+            &format!("guest to {name}"),
+            guest_wrote,
+            &peer.read,
+            false,
+        ));
+        if peer.wrote.len() as u64 != conv.to_guest || peer.wrote != conv.to_guest_bytes() {
+            v.push(Violation::new(
+                "tcp-peer",
+                format!(
+                    "{name} wrote {} of its {} bytes",
+                    peer.wrote.len(),
+                    conv.to_guest
+                ),
+            ));
+        }
+        if !peer.saw_end {
+            v.push(Violation::new(
+                "tcp-peer",
+                format!("{name} never saw its connection end"),
+            ));
+        }
+    }
+    if guest.closed_port_connected == Some(true) {
+        v.push(Violation::new(
+            "tcp-refused",
+            format!("a connect to port {CLOSED_PORT}, where nobody listens, succeeded"),
+        ));
+    }
+    v
 }
 
 /// Tells the external clients the guest listens.
@@ -284,16 +249,15 @@ impl Ready {
 struct PeerEnv {
     ctx: Ctx,
     name: String,
-    observed: Shared,
+    records: PeerRecords,
     activity: Activity,
 }
 
 impl PeerEnv {
-    fn record(&self, f: impl FnOnce(&mut Record)) {
+    fn record(&self, f: impl FnOnce(&mut PeerRecord)) {
         f(self
-            .observed
-            .borrow_mut()
             .records
+            .borrow_mut()
             .entry(self.name.clone())
             .or_default());
         self.activity.bump();
@@ -302,7 +266,7 @@ impl PeerEnv {
     async fn send(&self, stream: &mut TcpStream, data: &[u8], chunk: usize) -> turmoil::Result {
         for piece in data.chunks(chunk.max(1)) {
             stream.write_all(piece).await?;
-            self.record(|r| r.peer_wrote.extend_from_slice(piece));
+            self.record(|r| r.wrote.extend_from_slice(piece));
         }
         stream.shutdown().await?;
         self.activity.bump();
@@ -314,10 +278,10 @@ impl PeerEnv {
         loop {
             let n = stream.read(&mut buf).await?;
             if n == 0 {
-                self.record(|r| r.peer_saw_end = true);
+                self.record(|r| r.saw_end = true);
                 return Ok(());
             }
-            self.record(|r| r.peer_read.extend_from_slice(&buf[..n]));
+            self.record(|r| r.read.extend_from_slice(&buf[..n]));
         }
     }
 }
@@ -370,236 +334,4 @@ fn start_faults(ctx: &Ctx, network: &Rc<Network>, holds: Vec<Hold>) {
             c.trace("net-release", format_args!("{GATEWAY} <-> {}", hold.peer));
         }
     });
-}
-
-struct GuestPlan {
-    clients: usize,
-    servers: usize,
-    /// A host to try a port nobody listens on, if any.
-    closed_port_host: Option<String>,
-    ring: u64,
-}
-
-async fn guest_main(
-    env: GuestEnv,
-    plan: GuestPlan,
-    conversations: Rc<BTreeMap<String, Conversation>>,
-    ready: Ready,
-    observed: Shared,
-) -> Result<(), PipeError> {
-    let mut control = ControlClient::new(env.attach(&control_pipe_info()).await?);
-    let mut pipes = Vec::new();
-    let sessions = plan.clients + plan.servers + usize::from(plan.closed_port_host.is_some());
-    let done = Latch::new(sessions as u64);
-    let mut listener = None;
-    if plan.clients > 0 {
-        let info = control.new_pipe(plan.ring).await?;
-        pipes.push(info.pipe_id);
-        let mut pipe = env.attach(&info).await?;
-        pipe.send_frame(
-            &Protocol::TcpListen {
-                port: LISTEN_PORT.into(),
-            }
-            .encode(),
-        )
-        .await?;
-        match ListenerReply::decode(&recv(&mut pipe).await?)? {
-            ListenerReply::Listening { .. } => ready.announce(),
-            ListenerReply::Error { code } => return Err(PipeError::Remote(code)),
-            ListenerReply::Incoming { .. } => {
-                return Err(PipeError::Protocol("Incoming answers TcpListen"));
-            }
-        }
-        listener = Some(pipe);
-    }
-    for i in 0..plan.servers + usize::from(plan.closed_port_host.is_some()) {
-        let info = control.new_pipe(plan.ring).await?;
-        pipes.push(info.pipe_id);
-        let pipe = env.attach(&info).await?;
-        let (e, o, d, convs) = (
-            env.clone(),
-            observed.clone(),
-            done.clone(),
-            conversations.clone(),
-        );
-        let closed_host = plan.closed_port_host.clone().unwrap_or_default();
-        let servers = plan.servers;
-        env.kernel.spawn(&format!("out{i}"), async move {
-            let outcome = if i < servers {
-                let name = format!("server{i}");
-                let port = SERVER_PORT + i as u16;
-                match convs.get(&name) {
-                    Some(conv) => outbound(&e, pipe, &name, port, conv, &o).await,
-                    None => Err(PipeError::Protocol("no conversation for a server")),
-                }
-            } else {
-                closed_port(pipe, &closed_host, &o).await
-            };
-            if let Err(err) = outcome {
-                o.borrow_mut().errors.push(format!("outbound {i}: {err}"));
-            }
-            d.count_down();
-        });
-    }
-    if let Some(listener) = &mut listener {
-        for i in 0..plan.clients {
-            let info = control.new_pipe(plan.ring).await?;
-            pipes.push(info.pipe_id);
-            let accept = ListenerRequest::Accept {
-                pipe_id: info.pipe_id,
-            };
-            listener.send_frame(&accept.encode()).await?;
-            let peer = match ListenerReply::decode(&recv(listener).await?)? {
-                ListenerReply::Incoming { pipe_id, peer } if pipe_id == info.pipe_id => peer,
-                ListenerReply::Incoming { .. } => {
-                    return Err(PipeError::Protocol("Incoming names another pipe"));
-                }
-                ListenerReply::Error { code } => return Err(PipeError::Remote(code)),
-                ListenerReply::Listening { .. } => {
-                    return Err(PipeError::Protocol("Listening answers Accept"));
-                }
-            };
-            let pipe = env.attach(&info).await?;
-            let (e, o, d, convs) = (
-                env.clone(),
-                observed.clone(),
-                done.clone(),
-                conversations.clone(),
-            );
-            env.kernel.spawn(&format!("in{i}"), async move {
-                let name = peer.split(':').next().unwrap_or_default().to_string();
-                let outcome = match convs.get(&name) {
-                    Some(conv) => inbound(&e, pipe, &name, conv, &o).await,
-                    None => Err(PipeError::Protocol("a connection from an unknown peer")),
-                };
-                if let Err(err) = outcome {
-                    o.borrow_mut().errors.push(format!("inbound {i}: {err}"));
-                }
-                d.count_down();
-            });
-        }
-    }
-    done.wait().await;
-    if let Some(mut listener) = listener {
-        // Ends the listener; the relay closes its side in turn.
-        listener.close_write().await?;
-        if listener.recv_frame().await?.is_some() {
-            return Err(PipeError::Protocol("frames after the listener closed"));
-        }
-    }
-    for id in pipes {
-        control.close_pipe(id).await?;
-    }
-    control.shutdown().await
-}
-
-async fn recv(pipe: &mut GuestPipe) -> Result<Vec<u8>, PipeError> {
-    pipe.recv_frame().await?.ok_or(PipeError::UnexpectedEof)
-}
-
-/// Reads the host's `StreamReply`; `Ok(None)` if the connection failed with a code.
-async fn stream_reply(pipe: &mut GuestPipe) -> Result<Option<u64>, PipeError> {
-    match StreamReply::decode(&recv(pipe).await?)? {
-        StreamReply::Connected => Ok(None),
-        StreamReply::Error { code } => Ok(Some(code)),
-    }
-}
-
-fn record(observed: &Shared, name: &str, f: impl FnOnce(&mut Record)) {
-    f(observed
-        .borrow_mut()
-        .records
-        .entry(name.to_string())
-        .or_default());
-}
-
-/// Writes `data` in seeded chunks, recording each chunk once it is in the ring.
-async fn guest_send(
-    env: &GuestEnv,
-    pipe: &mut GuestPipe,
-    name: &str,
-    data: &[u8],
-    observed: &Shared,
-) -> Result<(), PipeError> {
-    let mut rest = data;
-    while !rest.is_empty() {
-        let n = (1 + env.ctx.choose(rest.len() as u64) as usize).min(rest.len());
-        pipe.write_all(&rest[..n]).await?;
-        record(observed, name, |r| {
-            r.guest_wrote.extend_from_slice(&rest[..n])
-        });
-        rest = &rest[n..];
-    }
-    pipe.close_write().await
-}
-
-/// Reads the stream to its end (including raw bytes that arrived with the reply frame).
-async fn guest_receive(
-    pipe: &mut GuestPipe,
-    name: &str,
-    observed: &Shared,
-) -> Result<(), PipeError> {
-    let early = pipe.take_buffered();
-    record(observed, name, |r| r.guest_read.extend_from_slice(&early));
-    let mut buf = vec![0u8; 512];
-    loop {
-        let n = pipe.read(&mut buf).await?;
-        if n == 0 {
-            return Ok(());
-        }
-        record(observed, name, |r| {
-            r.guest_read.extend_from_slice(&buf[..n])
-        });
-    }
-}
-
-async fn outbound(
-    env: &GuestEnv,
-    mut pipe: GuestPipe,
-    name: &str,
-    port: u16,
-    conv: &Conversation,
-    observed: &Shared,
-) -> Result<(), PipeError> {
-    let connect = Protocol::TcpConnect {
-        host: name.to_string(),
-        port: port.into(),
-    };
-    pipe.send_frame(&connect.encode()).await?;
-    if let Some(code) = stream_reply(&mut pipe).await? {
-        return Err(PipeError::Remote(code));
-    }
-    // The server reads the guest's bytes to their end, then answers.
-    guest_send(env, &mut pipe, name, &conv.from_guest, observed).await?;
-    guest_receive(&mut pipe, name, observed).await
-}
-
-async fn inbound(
-    env: &GuestEnv,
-    mut pipe: GuestPipe,
-    name: &str,
-    conv: &Conversation,
-    observed: &Shared,
-) -> Result<(), PipeError> {
-    pipe.send_frame(&Protocol::TcpAccepted.encode()).await?;
-    if let Some(code) = stream_reply(&mut pipe).await? {
-        return Err(PipeError::Remote(code));
-    }
-    // The client sends its request and half-closes; the guest answers after reading it all.
-    guest_receive(&mut pipe, name, observed).await?;
-    guest_send(env, &mut pipe, name, &conv.from_guest, observed).await
-}
-
-async fn closed_port(mut pipe: GuestPipe, host: &str, observed: &Shared) -> Result<(), PipeError> {
-    let connect = Protocol::TcpConnect {
-        host: host.to_string(),
-        port: CLOSED_PORT.into(),
-    };
-    pipe.send_frame(&connect.encode()).await?;
-    let outcome = stream_reply(&mut pipe).await?;
-    observed.borrow_mut().closed_port_connected = Some(outcome.is_none());
-    match outcome {
-        Some(code::REFUSED) | None => Ok(()),
-        Some(other) => Err(PipeError::Remote(other)),
-    }
 }

@@ -72,7 +72,7 @@ impl fmt::Display for PlanError {
             PlanError::Truncated { at, needed } => {
                 write!(f, "input ends at byte {at}, inside a {needed}-byte field")
             }
-            PlanError::BadMagic(m) => write!(f, "bad magic {m:#010x}, not an echo plan"),
+            PlanError::BadMagic(m) => write!(f, "bad magic {m:#010x}, not a plan for this program"),
             PlanError::UnsupportedVersion(v) => write!(f, "unsupported plan version {v}"),
             PlanError::BadFlags(b) => write!(f, "undefined flag bits {b:#04x}"),
             PlanError::BadTag { what, tag } => write!(f, "{what}: option tag {tag} is not 0 or 1"),
@@ -183,27 +183,40 @@ impl Plan {
     }
 }
 
-fn put_u64(out: &mut Vec<u8>, v: u64) {
+pub(crate) fn put_u64(out: &mut Vec<u8>, v: u64) {
     out.extend_from_slice(&v.to_le_bytes());
 }
 
-fn put_len(out: &mut Vec<u8>, n: usize) {
+pub(crate) fn put_len(out: &mut Vec<u8>, n: usize) {
     // usize is at most 64 bits on every target this runs on.
     put_u64(out, n as u64);
 }
 
-fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+pub(crate) fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
     put_len(out, bytes.len());
     out.extend_from_slice(bytes);
 }
 
-struct Reader<'a> {
-    rest: &'a [u8],
+pub(crate) struct Reader<'a> {
+    pub(crate) rest: &'a [u8],
     /// Offset of `rest` in the input, for errors.
     at: usize,
 }
 
 impl<'a> Reader<'a> {
+    pub(crate) fn new(bytes: &'a [u8]) -> Self {
+        Self { rest: bytes, at: 0 }
+    }
+
+    /// Refuses bytes after the last field.
+    pub(crate) fn finish(&self) -> Result<(), PlanError> {
+        if self.rest.is_empty() {
+            Ok(())
+        } else {
+            Err(PlanError::TrailingBytes(self.rest.len()))
+        }
+    }
+
     fn take(&mut self, n: usize) -> Result<&'a [u8], PlanError> {
         let Some((head, rest)) = self.rest.split_at_checked(n) else {
             return Err(PlanError::Truncated {
@@ -222,24 +235,24 @@ impl<'a> Reader<'a> {
         Ok(a)
     }
 
-    fn u8(&mut self) -> Result<u8, PlanError> {
+    pub(crate) fn u8(&mut self) -> Result<u8, PlanError> {
         Ok(self.array::<1>()?[0])
     }
 
-    fn u32(&mut self) -> Result<u32, PlanError> {
+    pub(crate) fn u32(&mut self) -> Result<u32, PlanError> {
         self.array().map(u32::from_le_bytes)
     }
 
-    fn u64(&mut self) -> Result<u64, PlanError> {
+    pub(crate) fn u64(&mut self) -> Result<u64, PlanError> {
         self.array().map(u64::from_le_bytes)
     }
 
-    fn usize(&mut self, what: &'static str) -> Result<usize, PlanError> {
+    pub(crate) fn usize(&mut self, what: &'static str) -> Result<usize, PlanError> {
         let value = self.u64()?;
         usize::try_from(value).map_err(|_| PlanError::ValueTooLarge { what, value })
     }
 
-    fn tag(&mut self, what: &'static str) -> Result<bool, PlanError> {
+    pub(crate) fn tag(&mut self, what: &'static str) -> Result<bool, PlanError> {
         match self.u8()? {
             0 => Ok(false),
             1 => Ok(true),
@@ -249,7 +262,11 @@ impl<'a> Reader<'a> {
 
     /// A count of items of at least `min_each` bytes each, checked against the bytes left so
     /// that no length field alone can make the decoder allocate.
-    fn count(&mut self, what: &'static str, min_each: usize) -> Result<usize, PlanError> {
+    pub(crate) fn count(
+        &mut self,
+        what: &'static str,
+        min_each: usize,
+    ) -> Result<usize, PlanError> {
         let len = self.u64()?;
         let remaining = self.rest.len();
         match usize::try_from(len) {
@@ -262,7 +279,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    fn bytes(&mut self, what: &'static str) -> Result<Vec<u8>, PlanError> {
+    pub(crate) fn bytes(&mut self, what: &'static str) -> Result<Vec<u8>, PlanError> {
         let n = self.count(what, 1)?;
         Ok(self.take(n)?.to_vec())
     }
