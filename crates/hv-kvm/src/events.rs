@@ -57,7 +57,7 @@ impl EventChannel {
 
     /// Blocks until the epoch is past `ticket`, returning it, or `None` once `stop` is set.
     pub(crate) fn halt(&self, ticket: u64, stop: &AtomicBool) -> Option<u64> {
-        let polling = std::time::Instant::now();
+        let polling = std::time::Instant::now(); // determinism-ok: KVM halt polling on the real vCPU thread
         while polling.elapsed() < HALT_POLL {
             let now = self.epoch();
             if now > ticket {
