@@ -572,9 +572,13 @@ fn pipe_echo_runs_in_a_kvm_vcpu_and_its_oracles_see_planted_bugs() {
     assert!(stdout(&out).contains("[liveness]"), "{}", stdout(&out));
     // The other two ring races the issue names, each within the budget docs/performance.md
     // states (found within 31 runs in every measured sweep of 1000).
-    for (bug, oracle) in [
-        ("pipe-eof-before-drain", "[conservation]"),
-        ("pipe-close-no-doorbell", "[liveness]"),
+    // Lost bytes show as missing from a stream, or as missing frames on a shared pipe.
+    for (bug, oracles) in [
+        (
+            "pipe-eof-before-drain",
+            &["[conservation]", "[frame-integrity]"][..],
+        ),
+        ("pipe-close-no-doorbell", &["[liveness]"][..]),
     ] {
         let out = sim(&[
             "hw",
@@ -588,7 +592,11 @@ fn pipe_echo_runs_in_a_kvm_vcpu_and_its_oracles_see_planted_bugs() {
             &dir,
         ]);
         assert_eq!(out.status.code(), Some(1), "{bug}: {}", stdout(&out));
-        assert!(stdout(&out).contains(oracle), "{bug}: {}", stdout(&out));
+        assert!(
+            oracles.iter().any(|o| stdout(&out).contains(o)),
+            "{bug}: {}",
+            stdout(&out)
+        );
     }
     // On x86 every store is a release, so a missing release cannot show.
     let out = sim(&[
