@@ -23,7 +23,7 @@ use hv::{Doorbell, IrqWaiter};
 use ring_pipe::msg::{PipeInfo, Protocol, Wire};
 use ring_pipe::{RingError, SharedMemory};
 
-pub(crate) mod wire;
+mod wire;
 
 pub use wire::PlanError;
 

@@ -29,6 +29,7 @@
 //! Decoding never panics, rejects trailing bytes, and checks every count against the bytes left
 //! before allocating for it.
 
+use crate::codec::{CodecError, Reader, put_bytes, put_len, put_u64};
 use crate::echo::GuestOs;
 use alloc::collections::BTreeMap;
 use alloc::format;
@@ -352,6 +353,11 @@ pub enum FileWireError {
         len: u64,
         remaining: usize,
     },
+    /// A value that does not fit this machine's `usize`.
+    ValueTooLarge {
+        what: &'static str,
+        value: u64,
+    },
     /// A placed pipe whose span does not fit in the address space.
     PlacementOutOfRange {
         id: u64,
@@ -382,6 +388,9 @@ impl fmt::Display for FileWireError {
                 f,
                 "{what}: length {len} is too large for the {remaining} bytes left"
             ),
+            FileWireError::ValueTooLarge { what, value } => {
+                write!(f, "{what}: {value} does not fit this machine's usize")
+            }
             FileWireError::PlacementOutOfRange {
                 id,
                 offset,
@@ -428,10 +437,13 @@ impl FilePlan {
         for _ in 0..count {
             ops.push(r.u64()?);
         }
-        r.finish(FilePlan {
-            ops,
-            concurrent: flags & CONCURRENT != 0,
-        })
+        finish(
+            r,
+            FilePlan {
+                ops,
+                concurrent: flags & CONCURRENT != 0,
+            },
+        )
     }
 }
 
@@ -516,7 +528,7 @@ pub fn decode_log(bytes: &[u8]) -> Result<Vec<Exchange>, FileWireError> {
         };
         log.push(ex);
     }
-    r.finish(log)
+    finish(r, log)
 }
 
 /// The placement events, as the metal guest reports them.
@@ -582,25 +594,11 @@ pub fn decode_placements(bytes: &[u8]) -> Result<Vec<Placement>, FileWireError> 
         };
         events.push(e);
     }
-    r.finish(events)
+    finish(r, events)
 }
 
 fn put_u32(out: &mut Vec<u8>, v: u32) {
     out.extend_from_slice(&v.to_le_bytes());
-}
-
-fn put_u64(out: &mut Vec<u8>, v: u64) {
-    out.extend_from_slice(&v.to_le_bytes());
-}
-
-fn put_len(out: &mut Vec<u8>, n: usize) {
-    // usize is at most 64 bits on every target this runs on.
-    put_u64(out, n as u64);
-}
-
-fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
-    put_len(out, bytes.len());
-    out.extend_from_slice(bytes);
 }
 
 fn put_result(out: &mut Vec<u8>, r: Result<u64, u64>) {
@@ -612,47 +610,19 @@ fn put_result(out: &mut Vec<u8>, r: Result<u64, u64>) {
     put_u64(out, v);
 }
 
-struct Reader<'a> {
-    rest: &'a [u8],
-    /// Offset of `rest` in the input, for errors.
-    at: usize,
+/// `value`, if nothing follows it.
+fn finish<T>(r: Reader<'_>, value: T) -> Result<T, FileWireError> {
+    r.finish()?;
+    Ok(value)
 }
 
-impl<'a> Reader<'a> {
-    fn new(bytes: &'a [u8]) -> Self {
-        Self { rest: bytes, at: 0 }
-    }
+/// The file formats' own reads on top of the shared codec.
+trait FileReads {
+    fn magic(&mut self, magic: u32, expected: &'static str) -> Result<(), FileWireError>;
+    fn result(&mut self, what: &'static str) -> Result<Result<u64, u64>, FileWireError>;
+}
 
-    fn take(&mut self, n: usize) -> Result<&'a [u8], FileWireError> {
-        let Some((head, rest)) = self.rest.split_at_checked(n) else {
-            return Err(FileWireError::Truncated {
-                at: self.at,
-                needed: n,
-            });
-        };
-        self.rest = rest;
-        self.at += n;
-        Ok(head)
-    }
-
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], FileWireError> {
-        let mut a = [0u8; N];
-        a.copy_from_slice(self.take(N)?);
-        Ok(a)
-    }
-
-    fn u8(&mut self) -> Result<u8, FileWireError> {
-        Ok(self.array::<1>()?[0])
-    }
-
-    fn u32(&mut self) -> Result<u32, FileWireError> {
-        self.array().map(u32::from_le_bytes)
-    }
-
-    fn u64(&mut self) -> Result<u64, FileWireError> {
-        self.array().map(u64::from_le_bytes)
-    }
-
+impl FileReads for Reader<'_> {
     fn magic(&mut self, magic: u32, expected: &'static str) -> Result<(), FileWireError> {
         let found = self.u32()?;
         if found == magic {
@@ -662,26 +632,6 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// A count of items of at least `min_each` bytes each, checked against the bytes left so
-    /// that no length field alone can make the decoder allocate.
-    fn count(&mut self, what: &'static str, min_each: usize) -> Result<usize, FileWireError> {
-        let len = self.u64()?;
-        let remaining = self.rest.len();
-        match usize::try_from(len) {
-            Ok(n) if n <= remaining / min_each => Ok(n),
-            _ => Err(FileWireError::LengthTooLarge {
-                what,
-                len,
-                remaining,
-            }),
-        }
-    }
-
-    fn bytes(&mut self, what: &'static str) -> Result<Vec<u8>, FileWireError> {
-        let n = self.count(what, 1)?;
-        Ok(self.take(n)?.to_vec())
-    }
-
     fn result(&mut self, what: &'static str) -> Result<Result<u64, u64>, FileWireError> {
         match self.u8()? {
             0 => Ok(Ok(self.u64()?)),
@@ -689,12 +639,26 @@ impl<'a> Reader<'a> {
             tag => Err(FileWireError::BadTag { what, tag }),
         }
     }
+}
 
-    fn finish<T>(self, value: T) -> Result<T, FileWireError> {
-        if self.rest.is_empty() {
-            Ok(value)
-        } else {
-            Err(FileWireError::TrailingBytes(self.rest.len()))
+impl From<CodecError> for FileWireError {
+    fn from(e: CodecError) -> Self {
+        match e {
+            CodecError::Truncated { at, needed } => FileWireError::Truncated { at, needed },
+            CodecError::LengthTooLarge {
+                what,
+                len,
+                remaining,
+            } => FileWireError::LengthTooLarge {
+                what,
+                len,
+                remaining,
+            },
+            CodecError::ValueTooLarge { what, value } => {
+                FileWireError::ValueTooLarge { what, value }
+            }
+            CodecError::BadTag { what, tag } => FileWireError::BadTag { what, tag },
+            CodecError::TrailingBytes(n) => FileWireError::TrailingBytes(n),
         }
     }
 }

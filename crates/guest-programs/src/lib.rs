@@ -6,6 +6,7 @@
 
 extern crate alloc;
 
+mod codec;
 pub mod echo;
 pub mod file;
 pub mod stream;

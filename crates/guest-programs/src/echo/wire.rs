@@ -17,6 +17,7 @@
 //! as written: at most 256 writers (one-byte tags) and frames of at most `u16::MAX` bytes.
 
 use super::{PipePlan, Plan};
+use crate::codec::{CodecError, Reader, put_bytes, put_len, put_u64};
 use alloc::vec::Vec;
 use core::fmt;
 
@@ -138,7 +139,7 @@ impl Plan {
 
     /// Reads a plan from untrusted boot parameters.
     pub fn decode(bytes: &[u8]) -> Result<Plan, PlanError> {
-        let mut r = Reader { rest: bytes, at: 0 };
+        let mut r = Reader::new(bytes);
         let magic = r.u32()?;
         if magic != MAGIC {
             return Err(PlanError::BadMagic(magic));
@@ -163,7 +164,7 @@ impl Plan {
             let data = r.bytes("data")?;
             let shared = match r.tag("shared")? {
                 false => None,
-                true => Some(r.writers()?),
+                true => Some(writers(&mut r)?),
             };
             pipes.push(PipePlan {
                 ring,
@@ -173,9 +174,7 @@ impl Plan {
                 shared,
             });
         }
-        if !r.rest.is_empty() {
-            return Err(PlanError::TrailingBytes(r.rest.len()));
-        }
+        r.finish()?;
         Ok(Plan {
             pipes,
             two_producers: flags & TWO_PRODUCERS != 0,
@@ -183,125 +182,43 @@ impl Plan {
     }
 }
 
-pub(crate) fn put_u64(out: &mut Vec<u8>, v: u64) {
-    out.extend_from_slice(&v.to_le_bytes());
-}
-
-pub(crate) fn put_len(out: &mut Vec<u8>, n: usize) {
-    // usize is at most 64 bits on every target this runs on.
-    put_u64(out, n as u64);
-}
-
-pub(crate) fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
-    put_len(out, bytes.len());
-    out.extend_from_slice(bytes);
-}
-
-pub(crate) struct Reader<'a> {
-    pub(crate) rest: &'a [u8],
-    /// Offset of `rest` in the input, for errors.
-    at: usize,
-}
-
-impl<'a> Reader<'a> {
-    pub(crate) fn new(bytes: &'a [u8]) -> Self {
-        Self { rest: bytes, at: 0 }
+fn writers(r: &mut Reader<'_>) -> Result<Vec<Vec<Vec<u8>>>, PlanError> {
+    let writers = r.count("writer count", MIN_WRITER)?;
+    if writers as u64 > MAX_WRITERS {
+        return Err(PlanError::TooManyWriters(writers as u64));
     }
-
-    /// Refuses bytes after the last field.
-    pub(crate) fn finish(&self) -> Result<(), PlanError> {
-        if self.rest.is_empty() {
-            Ok(())
-        } else {
-            Err(PlanError::TrailingBytes(self.rest.len()))
+    let mut all = Vec::with_capacity(writers);
+    for _ in 0..writers {
+        let frames = r.count("frame count", MIN_FRAME)?;
+        let mut own = Vec::with_capacity(frames);
+        for _ in 0..frames {
+            let n = r.count("frame", 1)?;
+            if n > usize::from(u16::MAX) {
+                return Err(PlanError::FrameTooLong(n as u64));
+            }
+            own.push(r.take(n)?.to_vec());
         }
+        all.push(own);
     }
+    Ok(all)
+}
 
-    fn take(&mut self, n: usize) -> Result<&'a [u8], PlanError> {
-        let Some((head, rest)) = self.rest.split_at_checked(n) else {
-            return Err(PlanError::Truncated {
-                at: self.at,
-                needed: n,
-            });
-        };
-        self.rest = rest;
-        self.at += n;
-        Ok(head)
-    }
-
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], PlanError> {
-        let mut a = [0u8; N];
-        a.copy_from_slice(self.take(N)?);
-        Ok(a)
-    }
-
-    pub(crate) fn u8(&mut self) -> Result<u8, PlanError> {
-        Ok(self.array::<1>()?[0])
-    }
-
-    pub(crate) fn u32(&mut self) -> Result<u32, PlanError> {
-        self.array().map(u32::from_le_bytes)
-    }
-
-    pub(crate) fn u64(&mut self) -> Result<u64, PlanError> {
-        self.array().map(u64::from_le_bytes)
-    }
-
-    pub(crate) fn usize(&mut self, what: &'static str) -> Result<usize, PlanError> {
-        let value = self.u64()?;
-        usize::try_from(value).map_err(|_| PlanError::ValueTooLarge { what, value })
-    }
-
-    pub(crate) fn tag(&mut self, what: &'static str) -> Result<bool, PlanError> {
-        match self.u8()? {
-            0 => Ok(false),
-            1 => Ok(true),
-            tag => Err(PlanError::BadTag { what, tag }),
-        }
-    }
-
-    /// A count of items of at least `min_each` bytes each, checked against the bytes left so
-    /// that no length field alone can make the decoder allocate.
-    pub(crate) fn count(
-        &mut self,
-        what: &'static str,
-        min_each: usize,
-    ) -> Result<usize, PlanError> {
-        let len = self.u64()?;
-        let remaining = self.rest.len();
-        match usize::try_from(len) {
-            Ok(n) if n <= remaining / min_each => Ok(n),
-            _ => Err(PlanError::LengthTooLarge {
+impl From<CodecError> for PlanError {
+    fn from(e: CodecError) -> Self {
+        match e {
+            CodecError::Truncated { at, needed } => PlanError::Truncated { at, needed },
+            CodecError::LengthTooLarge {
                 what,
                 len,
                 remaining,
-            }),
+            } => PlanError::LengthTooLarge {
+                what,
+                len,
+                remaining,
+            },
+            CodecError::ValueTooLarge { what, value } => PlanError::ValueTooLarge { what, value },
+            CodecError::BadTag { what, tag } => PlanError::BadTag { what, tag },
+            CodecError::TrailingBytes(n) => PlanError::TrailingBytes(n),
         }
-    }
-
-    pub(crate) fn bytes(&mut self, what: &'static str) -> Result<Vec<u8>, PlanError> {
-        let n = self.count(what, 1)?;
-        Ok(self.take(n)?.to_vec())
-    }
-
-    fn writers(&mut self) -> Result<Vec<Vec<Vec<u8>>>, PlanError> {
-        let writers = self.count("writer count", MIN_WRITER)?;
-        if writers as u64 > MAX_WRITERS {
-            return Err(PlanError::TooManyWriters(writers as u64));
-        }
-        let mut all = Vec::with_capacity(writers);
-        for _ in 0..writers {
-            let frames = self.count("frame count", MIN_FRAME)?;
-            let mut own = Vec::with_capacity(frames);
-            for _ in 0..frames {
-                let n = self.count("frame", 1)?;
-                if n > usize::from(u16::MAX) {
-                    return Err(PlanError::FrameTooLong(n as u64));
-                }
-                own.push(self.take(n)?.to_vec());
-            }
-            all.push(own);
-        }
-        Ok(all)
     }
 }

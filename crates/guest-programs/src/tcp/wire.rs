@@ -13,8 +13,8 @@
 //! every count against the bytes left before allocating, and rejects trailing bytes.
 
 use super::{Conversation, TcpPlan, TcpResults};
+use crate::codec::{Reader, put_bytes, put_len, put_u64};
 use crate::echo::PlanError;
-use crate::echo::wire::{Reader, put_bytes, put_len, put_u64};
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
@@ -67,7 +67,7 @@ impl TcpPlan {
             return Err(PlanError::LengthTooLarge {
                 what: "conversations (one per client and server)",
                 len: count as u64,
-                remaining: r.rest.len(),
+                remaining: r.remaining(),
             });
         }
         let mut conversations = Vec::with_capacity(count);
