@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Regenerates crates/captp/src/generated/rpc_capnp.rs from crates/captp/schema/rpc.capnp.
+# Regenerates crates/captp/src/generated/{rpc,probe}_capnp.rs from crates/captp/schema/*.capnp
+# (rpc.capnp: the standard protocol; probe.capnp: our own test interface).
 #
 # The generated code is checked in so that building the workspace never needs the `capnp`
 # compiler. This script is only for changing the schema or the code generator; on an unchanged
@@ -65,6 +66,8 @@ RUST
 cargo build --quiet --release --manifest-path "$cache/Cargo.toml" --target-dir "$cache/target"
 
 mkdir -p crates/captp/src/generated
-"$cache/target/release/captp-regen-capnp" \
-  crates/captp/schema crates/captp/schema/rpc.capnp crates/captp/src/generated
-echo "regenerated crates/captp/src/generated/rpc_capnp.rs"
+for schema in rpc probe; do
+  "$cache/target/release/captp-regen-capnp" \
+    crates/captp/schema "crates/captp/schema/$schema.capnp" crates/captp/src/generated
+  echo "regenerated crates/captp/src/generated/${schema}_capnp.rs"
+done
