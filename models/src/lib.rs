@@ -9,6 +9,7 @@ pub mod files;
 pub mod litmus;
 pub mod liveness;
 pub mod pipes;
+pub mod rpc;
 
 /// One failed check.
 #[derive(Clone, Debug, PartialEq, Eq)]

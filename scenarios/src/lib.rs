@@ -11,6 +11,7 @@ mod harness;
 mod litmus;
 mod mailbox;
 mod pipes;
+mod rpc;
 
 pub use harness::{
     RunReport, RunSpec, Setup, SpecError, StrategyName, run, source_label, validate,
@@ -78,6 +79,9 @@ static CATALOGUE: &[&dyn Scenario] = &[
     &cells::siblings::CellsSiblings,
     &cells::lifecycle::CellsLifecycle,
     &cells::hostile::CellsHostile,
+    &rpc::TWO_PARTY,
+    &rpc::THREE_VAT,
+    &rpc::HANDOFF,
 ];
 
 pub fn catalogue() -> &'static [&'static dyn Scenario] {

@@ -4,16 +4,67 @@
 use crate::wire::*;
 use proptest::collection::vec;
 use proptest::prelude::*;
+use proptest::strategy::Union;
 
 pub fn id() -> impl Strategy<Value = u32> {
     prop_oneof![3 => 0u32..8, 1 => any::<u32>()]
 }
 
+/// Values for a field without a cap table, in normal form (so they round-trip exactly).
 pub fn any_value() -> impl Strategy<Value = AnyValue> {
-    prop_oneof![
-        Just(AnyValue::Null),
-        vec(any::<u8>(), 0..24).prop_map(AnyValue::Data),
-    ]
+    value(0, false)
+}
+
+/// Values of every kind, nested a few levels deep. Capability pointers name indices below
+/// `caps` (none when `caps` is 0). With `loose`, also values that are not in normal form (see
+/// [`AnyValue::normalized`]): `Text`, and struct lists whose elements differ in size.
+pub fn value(caps: u32, loose: bool) -> BoxedStrategy<AnyValue> {
+    let mut leaves = vec![
+        Just(AnyValue::Null).boxed(),
+        vec(any::<u8>(), 0..24).prop_map(AnyValue::Data).boxed(),
+    ];
+    if caps > 0 {
+        leaves.push((0..caps).prop_map(AnyValue::Capability).boxed());
+    }
+    if loose {
+        leaves.push("\\PC{0,8}".prop_map(AnyValue::Text).boxed());
+    }
+    Union::new(leaves)
+        .prop_recursive(4, 32, 4, move |inner| {
+            let word = || prop_oneof![Just(0u64), any::<u64>()];
+            let structs = if loose {
+                vec(struct_value(inner.clone(), 0..3, 0..3), 0..4).boxed()
+            } else {
+                // Uniform elements, as the wire has them.
+                (0..3usize, 0..3usize)
+                    .prop_flat_map({
+                        let inner = inner.clone();
+                        move |(d, p)| vec(struct_value(inner.clone(), d..=d, p..=p), 0..4)
+                    })
+                    .boxed()
+            };
+            prop_oneof![
+                3 => struct_value(inner.clone(), 0..4, 0..4).prop_map(AnyValue::Struct),
+                1 => (0u32..5).prop_map(|n| AnyValue::List(ListValue::Void(n))),
+                1 => vec(any::<bool>(), 0..70).prop_map(|b| AnyValue::List(ListValue::Bits(b))),
+                1 => vec(any::<u16>(), 0..6).prop_map(|x| AnyValue::List(ListValue::U16(x))),
+                1 => vec(any::<u32>(), 0..6).prop_map(|x| AnyValue::List(ListValue::U32(x))),
+                1 => vec(word(), 0..4).prop_map(|x| AnyValue::List(ListValue::U64(x))),
+                2 => vec(inner.clone(), 0..4).prop_map(|x| AnyValue::List(ListValue::Pointers(x))),
+                2 => structs.prop_map(|x| AnyValue::List(ListValue::Structs(x))),
+            ]
+        })
+        .boxed()
+}
+
+fn struct_value(
+    inner: BoxedStrategy<AnyValue>,
+    data: impl Into<proptest::collection::SizeRange>,
+    pointers: impl Into<proptest::collection::SizeRange>,
+) -> impl Strategy<Value = StructValue> {
+    let word = prop_oneof![Just(0u64), any::<u64>()];
+    (vec(word, data), vec(inner, pointers))
+        .prop_map(|(data, pointers)| StructValue { data, pointers })
 }
 
 fn text() -> impl Strategy<Value = String> {
@@ -64,9 +115,20 @@ pub fn cap_descriptor() -> impl Strategy<Value = CapDescriptor> {
     ]
 }
 
+/// A payload whose content's capability pointers name entries of its cap table.
 pub fn payload() -> impl Strategy<Value = Payload> {
-    (any_value(), vec(cap_descriptor(), 0..4))
-        .prop_map(|(content, cap_table)| Payload { content, cap_table })
+    payload_with(false)
+}
+
+/// Like [`payload`]; with `loose`, the content need not be in normal form.
+pub fn payload_with(loose: bool) -> impl Strategy<Value = Payload> {
+    vec(cap_descriptor(), 0..4).prop_flat_map(move |cap_table| {
+        let caps = u32::try_from(cap_table.len()).unwrap_or(0);
+        value(caps, loose).prop_map(move |content| Payload {
+            content,
+            cap_table: cap_table.clone(),
+        })
+    })
 }
 
 fn call() -> impl Strategy<Value = Call> {

@@ -40,6 +40,9 @@ pub enum ProtocolError {
     UnexpectedReturn { id: QuestionId, kind: &'static str },
     /// The peer sent a message after the connection was closed by an `Abort` or an error.
     Closed,
+    /// The peer broke a rule of the protocol beyond the tables' bookkeeping (embargoes,
+    /// promise resolution, third-party handoff).
+    PeerViolation { what: String },
 
     // --- Faults of our own engine (a bug, never caused by peer bytes).
     /// We tried to send `Finish` for a question we do not have.
@@ -83,6 +86,7 @@ impl ProtocolError {
                 | ProtocolError::NoSuchAnswer { .. }
                 | ProtocolError::UnexpectedReturn { .. }
                 | ProtocolError::Closed
+                | ProtocolError::PeerViolation { .. }
         )
     }
 
@@ -153,6 +157,7 @@ impl fmt::Display for ProtocolError {
                 "peer returned {kind} for question {id}, which our Call did not allow"
             ),
             E::Closed => f.write_str("peer sent a message after the connection was closed"),
+            E::PeerViolation { what } => write!(f, "protocol violation: {what}"),
             E::FinishForUnknownQuestion { id } => {
                 write!(
                     f,

@@ -12,12 +12,17 @@
 pub mod connection;
 pub mod error;
 pub mod generated;
+pub mod payload;
+pub mod probe;
+pub mod stream;
 pub mod tables;
+pub mod vat;
 pub mod wire;
 
 pub use connection::{CallTarget, Cap, Connection, Event, ObjectId, Outcome};
 pub use error::ProtocolError;
 pub use tables::{Answers, Exports, Imports, Questions};
+pub use vat::{AnswerRef, CallId, CapRef, RpcBug, TableSizes, Vat, VatConfig, VatEvent, VatId};
 pub use wire::{Message, WireError, decode, encode};
 
 #[cfg(test)]

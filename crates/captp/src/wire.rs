@@ -13,10 +13,11 @@
 //!
 //! Modelling choices, each for simplicity until a later issue needs more:
 //! - Every `AnyPointer` (payload content and the third-party / join / sturdy-ref identifiers) is
-//!   an [`AnyValue`]: either null or a `Data` blob. Our own vats put application bytes there. A
-//!   peer that sends a struct, list or capability pointer in such a field gets
-//!   [`WireError::UnsupportedValue`]; interop with peers that put structs (and capability
-//!   pointers) in payloads needs a richer value model.
+//!   an [`AnyValue`]: a schema-less model of Cap'n Proto's pointers (null, structs with their
+//!   raw sections, lists, blobs and capability pointers). Capability pointers are accepted only
+//!   in a payload's content, and only with an index inside that payload's `capTable`; anywhere
+//!   else they are [`WireError::UnsupportedValue`]. See [`AnyValue`] for what round-trips
+//!   exactly.
 //! - Fields that are obsolete in this schema (`Exception.obsoleteIsCallersFault`,
 //!   `obsoleteDurability`) and `CapDescriptor.attachedFd` (no file descriptors in a simulation)
 //!   are not modelled: decoding ignores them, encoding leaves them at their defaults.
@@ -28,6 +29,11 @@
 use crate::generated::rpc_capnp as rpc;
 use capnp::message::ReaderOptions;
 use core::fmt;
+use value::CapTable;
+
+mod value;
+#[cfg(test)]
+pub(crate) use value::{placeholder, placeholder_index, placeholder_table};
 
 /// Identifies a question; chosen by the asker. The same number is the answerer's `AnswerId`.
 pub type QuestionId = u32;
@@ -98,7 +104,24 @@ impl Message {
     }
 }
 
-/// The value of an `AnyPointer` field, in the subset this engine speaks (see the module doc).
+/// The value of an `AnyPointer` field: a schema-less model of what a Cap'n Proto pointer can
+/// point to.
+///
+/// The model follows the wire, not a schema, so a few distinctions a schema makes are not kept:
+/// - `Text` and `Data` are both lists of bytes (text adds a NUL terminator). [`decode`] reads
+///   every byte list as `Data`; `Text(s)` encodes exactly like `Data` of `s` plus a NUL byte,
+///   and [`AnyValue::as_text`] reads such a `Data` back as text.
+/// - The elements of a `ListValue::Structs` share one size on the wire, so encoding pads every
+///   element to the widest one (with zero words and null pointers), as capnp does when it
+///   upgrades a list.
+///
+/// [`AnyValue::normalized`] gives the value [`decode`] returns for a value's encoding; values
+/// that are already normalized (no `Text`, struct lists of uniform elements) round-trip
+/// exactly. Two values with the same normal form encode to the same bytes.
+///
+/// Encoding panics (see [`encode`]) on what the wire cannot express: a struct section of more
+/// than 65535 words or pointers, or a list of 2^29 elements or more. [`decode`] never produces
+/// such values, nor values nested deeper than [`NESTING_LIMIT`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum AnyValue {
     /// A null pointer.
@@ -106,6 +129,146 @@ pub enum AnyValue {
     Null,
     /// A `Data` blob (possibly empty, which is distinct from null on the wire).
     Data(Vec<u8>),
+    /// A struct, with its sections as they are on the wire.
+    Struct(StructValue),
+    /// A capability (interface) pointer: an index into the payload's `capTable`.
+    Capability(u32),
+    /// A `Text` blob; on the wire, the bytes of the string plus a NUL terminator. Decodes as
+    /// `Data` (see above).
+    Text(String),
+    /// A list of anything but bytes (a list of bytes is `Data`).
+    List(ListValue),
+}
+
+/// A struct as it is on the wire: which field lives where is the schema's business.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StructValue {
+    /// The data section, one `u64` per word, as the little-endian word reads (a `UInt32` field
+    /// at 32-bit offset 1 is bits 32..64 of word 0).
+    pub data: Vec<u64>,
+    /// The pointer section.
+    pub pointers: Vec<AnyValue>,
+}
+
+/// A list, by the element size on the wire. Signedness and floating point are the schema's
+/// business: a `List(Int16)` is `U16` of the two's-complement bits, a `List(Float64)` is `U64`
+/// of the IEEE bits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ListValue {
+    /// A `List(Void)`: only a length.
+    Void(u32),
+    /// A `List(Bool)`.
+    Bits(Vec<bool>),
+    /// A list of 16-bit elements.
+    U16(Vec<u16>),
+    /// A list of 32-bit elements.
+    U32(Vec<u32>),
+    /// A list of 64-bit elements.
+    U64(Vec<u64>),
+    /// A list of pointers (lists of lists, of blobs, of interfaces, `List(AnyPointer)`).
+    Pointers(Vec<AnyValue>),
+    /// A list of structs. The wire gives every element the same section sizes: encoding pads
+    /// each element to the largest data section and the largest pointer section in the list.
+    Structs(Vec<StructValue>),
+}
+
+static NULL_VALUE: AnyValue = AnyValue::Null;
+
+impl AnyValue {
+    /// The name of this kind of value, for error messages.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AnyValue::Null => "null",
+            AnyValue::Data(_) => "data",
+            AnyValue::Struct(_) => "struct",
+            AnyValue::Capability(_) => "capability",
+            AnyValue::Text(_) => "text",
+            AnyValue::List(_) => "list",
+        }
+    }
+
+    /// The value [`decode`] gives for this value's encoding: `Text` becomes `Data` (with the
+    /// NUL terminator) and the elements of struct lists are padded to a common size.
+    pub fn normalized(&self) -> AnyValue {
+        match self {
+            AnyValue::Text(s) => {
+                let mut bytes = s.as_bytes().to_vec();
+                bytes.push(0);
+                AnyValue::Data(bytes)
+            }
+            AnyValue::Struct(s) => AnyValue::Struct(s.normalized()),
+            AnyValue::List(ListValue::Pointers(items)) => AnyValue::List(ListValue::Pointers(
+                items.iter().map(Self::normalized).collect(),
+            )),
+            AnyValue::List(ListValue::Structs(items)) => {
+                let data = items.iter().map(|s| s.data.len()).max().unwrap_or(0);
+                let pointers = items.iter().map(|s| s.pointers.len()).max().unwrap_or(0);
+                AnyValue::List(ListValue::Structs(
+                    items
+                        .iter()
+                        .map(|s| {
+                            let mut s = s.normalized();
+                            s.data.resize(data, 0);
+                            s.pointers.resize(pointers, AnyValue::Null);
+                            s
+                        })
+                        .collect(),
+                ))
+            }
+            other => other.clone(),
+        }
+    }
+
+    /// The text of a `Text`, or of a `Data` that holds valid UTF-8 followed by one NUL byte
+    /// (which is how text arrives, see [`AnyValue`]).
+    pub fn as_text(&self) -> Option<&str> {
+        match self {
+            AnyValue::Text(s) => Some(s),
+            AnyValue::Data(bytes) => match bytes.split_last() {
+                Some((0, text)) => std::str::from_utf8(text).ok(),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// The cap-table index reached by following the pointer fields `path` from this value (the
+    /// promise-pipelining walk of `PromisedAnswer.transform`); `None` when the path leaves the
+    /// structs or does not end on a capability pointer.
+    pub fn cap_index_at(&self, path: &[u16]) -> Option<u32> {
+        let mut here = self;
+        for field in path {
+            match here {
+                AnyValue::Struct(s) => here = s.pointer(usize::from(*field)),
+                _ => return None,
+            }
+        }
+        match here {
+            AnyValue::Capability(index) => Some(*index),
+            _ => None,
+        }
+    }
+}
+
+impl StructValue {
+    /// Data word `index`; zero past the end of the section, as a reader of an older or newer
+    /// schema version sees it.
+    pub fn word(&self, index: usize) -> u64 {
+        self.data.get(index).copied().unwrap_or(0)
+    }
+
+    /// Pointer `index`; null past the end of the section.
+    pub fn pointer(&self, index: usize) -> &AnyValue {
+        self.pointers.get(index).unwrap_or(&NULL_VALUE)
+    }
+
+    /// This struct with its pointers normalized (see [`AnyValue::normalized`]).
+    pub fn normalized(&self) -> StructValue {
+        StructValue {
+            data: self.data.clone(),
+            pointers: self.pointers.iter().map(AnyValue::normalized).collect(),
+        }
+    }
 }
 
 /// Asks for the peer's bootstrap capability.
@@ -328,7 +491,8 @@ pub enum WireError {
     TraversalLimit { field: &'static str },
     /// A text field is not valid UTF-8.
     InvalidText { field: &'static str },
-    /// An `AnyPointer` holds something other than null or a `Data` blob.
+    /// An `AnyPointer` holds something [`AnyValue`] does not model: a capability pointer where
+    /// there is no `capTable`, or a reserved kind of pointer.
     UnsupportedValue { field: &'static str, detail: String },
     /// Any other structural fault (out-of-bounds or wrongly typed pointer, …).
     Malformed { field: &'static str, detail: String },
@@ -367,10 +531,9 @@ impl fmt::Display for WireError {
                 "{field}: message exceeds the traversal limit of {TRAVERSAL_LIMIT_WORDS} words"
             ),
             WireError::InvalidText { field } => write!(f, "{field}: text is not valid UTF-8"),
-            WireError::UnsupportedValue { field, detail } => write!(
-                f,
-                "{field}: only null or Data values are supported here ({detail})"
-            ),
+            WireError::UnsupportedValue { field, detail } => {
+                write!(f, "{field}: value not supported by this engine ({detail})")
+            }
             WireError::Malformed { field, detail } => write!(f, "{field}: malformed: {detail}"),
         }
     }
@@ -422,12 +585,22 @@ fn required<T>(
 ///
 /// # Panics
 ///
-/// Only if a blob, text or list in `msg` exceeds Cap'n Proto's limit of 2^29 elements, which the
-/// engine never builds (and [`decode`] never produces: it stops at 8 MiB).
+/// Only if a blob, text or list in `msg` exceeds Cap'n Proto's limit of 2^29 elements, or a
+/// struct in an [`AnyValue`] has more than 65535 data words or pointers, which the engine never
+/// builds (and [`decode`] never produces: it stops at 8 MiB).
 pub fn encode(msg: &Message) -> Vec<u8> {
     let mut builder = capnp::message::Builder::new_default();
-    put_message(msg, builder.init_root::<rpc::message::Builder<'_>>());
-    capnp::serialize::write_message_to_words(&builder)
+    let mut caps = value::CapTable::new();
+    put_message(
+        msg,
+        builder.init_root::<rpc::message::Builder<'_>>(),
+        &mut caps,
+    );
+    let mut bytes = capnp::serialize::write_message_to_words(&builder);
+    if !caps.is_empty() {
+        value::patch_cap_indices(&mut bytes, &caps);
+    }
+    bytes
 }
 
 /// Decodes exactly one framed message; trailing bytes are an error.
@@ -451,17 +624,17 @@ pub fn decode(bytes: &[u8]) -> Result<Message, WireError> {
 // ---------------------------------------------------------------------------------------------
 // Encoding. Builders are written field by field; every setter here is infallible.
 
-fn put_message(msg: &Message, b: rpc::message::Builder<'_>) {
+fn put_message(msg: &Message, b: rpc::message::Builder<'_>, caps: &mut CapTable) {
     match msg {
-        Message::Unimplemented(inner) => put_message(inner, b.init_unimplemented()),
+        Message::Unimplemented(inner) => put_message(inner, b.init_unimplemented(), caps),
         Message::Abort(e) => put_exception(e, b.init_abort()),
         Message::Bootstrap(m) => {
             let mut x = b.init_bootstrap();
             x.set_question_id(m.question_id);
-            put_any(&m.deprecated_object_id, x.init_deprecated_object_id());
+            put_any(&m.deprecated_object_id, x.init_deprecated_object_id(), caps);
         }
-        Message::Call(m) => put_call(m, b.init_call()),
-        Message::Return(m) => put_return(m, b.init_return()),
+        Message::Call(m) => put_call(m, b.init_call(), caps),
+        Message::Return(m) => put_return(m, b.init_return(), caps),
         Message::Finish(m) => {
             let mut x = b.init_finish();
             x.set_question_id(m.question_id);
@@ -472,7 +645,7 @@ fn put_message(msg: &Message, b: rpc::message::Builder<'_>) {
             let mut x = b.init_resolve();
             x.set_promise_id(m.promise_id);
             match &m.resolution {
-                Resolution::Cap(c) => put_cap(c, x.init_cap()),
+                Resolution::Cap(c) => put_cap(c, x.init_cap(), caps),
                 Resolution::Exception(e) => put_exception(e, x.init_exception()),
             }
         }
@@ -492,30 +665,30 @@ fn put_message(msg: &Message, b: rpc::message::Builder<'_>) {
                 DisembargoContext::Provide(q) => c.set_provide(q),
             }
         }
-        Message::ObsoleteSave(v) => put_any(v, b.init_obsolete_save()),
-        Message::ObsoleteDelete(v) => put_any(v, b.init_obsolete_delete()),
+        Message::ObsoleteSave(v) => put_any(v, b.init_obsolete_save(), caps),
+        Message::ObsoleteDelete(v) => put_any(v, b.init_obsolete_delete(), caps),
         Message::Provide(m) => {
             let mut x = b.init_provide();
             x.set_question_id(m.question_id);
             put_target(&m.target, x.reborrow().init_target());
-            put_any(&m.recipient, x.init_recipient());
+            put_any(&m.recipient, x.init_recipient(), caps);
         }
         Message::Accept(m) => {
             let mut x = b.init_accept();
             x.set_question_id(m.question_id);
             x.set_embargo(m.embargo);
-            put_any(&m.provision, x.init_provision());
+            put_any(&m.provision, x.init_provision(), caps);
         }
         Message::Join(m) => {
             let mut x = b.init_join();
             x.set_question_id(m.question_id);
             put_target(&m.target, x.reborrow().init_target());
-            put_any(&m.key_part, x.init_key_part());
+            put_any(&m.key_part, x.init_key_part(), caps);
         }
     }
 }
 
-fn put_call(m: &Call, mut x: rpc::call::Builder<'_>) {
+fn put_call(m: &Call, mut x: rpc::call::Builder<'_>, caps: &mut CapTable) {
     x.set_question_id(m.question_id);
     x.set_interface_id(m.interface_id);
     x.set_method_id(m.method_id);
@@ -523,26 +696,26 @@ fn put_call(m: &Call, mut x: rpc::call::Builder<'_>) {
     x.set_no_promise_pipelining(m.no_promise_pipelining);
     x.set_only_promise_pipeline(m.only_promise_pipeline);
     put_target(&m.target, x.reborrow().init_target());
-    put_payload(&m.params, x.reborrow().init_params());
+    put_payload(&m.params, x.reborrow().init_params(), caps);
     let mut s = x.init_send_results_to();
     match &m.send_results_to {
         SendResultsTo::Caller => s.set_caller(()),
         SendResultsTo::Yourself => s.set_yourself(()),
-        SendResultsTo::ThirdParty(v) => put_any(v, s.init_third_party()),
+        SendResultsTo::ThirdParty(v) => put_any(v, s.init_third_party(), caps),
     }
 }
 
-fn put_return(m: &Return, mut x: rpc::return_::Builder<'_>) {
+fn put_return(m: &Return, mut x: rpc::return_::Builder<'_>, caps: &mut CapTable) {
     x.set_answer_id(m.answer_id);
     x.set_release_param_caps(m.release_param_caps);
     x.set_no_finish_needed(m.no_finish_needed);
     match &m.result {
-        ReturnResult::Results(p) => put_payload(p, x.init_results()),
+        ReturnResult::Results(p) => put_payload(p, x.init_results(), caps),
         ReturnResult::Exception(e) => put_exception(e, x.init_exception()),
         ReturnResult::Canceled => x.set_canceled(()),
         ReturnResult::ResultsSentElsewhere => x.set_results_sent_elsewhere(()),
         ReturnResult::TakeFromOtherQuestion(q) => x.set_take_from_other_question(*q),
-        ReturnResult::AcceptFromThirdParty(v) => put_any(v, x.init_accept_from_third_party()),
+        ReturnResult::AcceptFromThirdParty(v) => put_any(v, x.init_accept_from_third_party(), caps),
     }
 }
 
@@ -568,18 +741,18 @@ fn put_promised(p: &PromisedAnswer, mut x: rpc::promised_answer::Builder<'_>) {
     }
 }
 
-fn put_payload(p: &Payload, mut x: rpc::payload::Builder<'_>) {
-    put_any(&p.content, x.reborrow().init_content());
+fn put_payload(p: &Payload, mut x: rpc::payload::Builder<'_>, caps: &mut CapTable) {
+    put_any(&p.content, x.reborrow().init_content(), caps);
     if p.cap_table.is_empty() {
         return;
     }
-    let mut caps = x.init_cap_table(len32(p.cap_table.len()));
+    let mut table = x.init_cap_table(len32(p.cap_table.len()));
     for (i, c) in p.cap_table.iter().enumerate() {
-        put_cap(c, caps.reborrow().get(len32(i)));
+        put_cap(c, table.reborrow().get(len32(i)), caps);
     }
 }
 
-fn put_cap(c: &CapDescriptor, mut x: rpc::cap_descriptor::Builder<'_>) {
+fn put_cap(c: &CapDescriptor, mut x: rpc::cap_descriptor::Builder<'_>, caps: &mut CapTable) {
     match c {
         CapDescriptor::None => x.set_none(()),
         CapDescriptor::SenderHosted(id) => x.set_sender_hosted(*id),
@@ -589,7 +762,7 @@ fn put_cap(c: &CapDescriptor, mut x: rpc::cap_descriptor::Builder<'_>) {
         CapDescriptor::ThirdPartyHosted { id, vine_id } => {
             let mut t = x.init_third_party_hosted();
             t.set_vine_id(*vine_id);
-            put_any(id, t.init_id());
+            put_any(id, t.init_id(), caps);
         }
     }
 }
@@ -607,10 +780,18 @@ fn put_exception(e: &Exception, mut x: rpc::exception::Builder<'_>) {
     }
 }
 
-fn put_any(v: &AnyValue, x: capnp::any_pointer::Builder<'_>) {
-    if let AnyValue::Data(bytes) = v {
-        x.initn_as::<capnp::data::Builder<'_>>(len32(bytes.len()))
-            .copy_from_slice(bytes);
+/// Writes an `AnyPointer`; capability pointers go into `caps`, the cap table of the whole
+/// message, for [`value::patch_cap_indices`].
+fn put_any(v: &AnyValue, mut x: capnp::any_pointer::Builder<'_>, caps: &mut CapTable) {
+    match v {
+        AnyValue::Null => {}
+        AnyValue::Data(bytes) => x
+            .initn_as::<capnp::data::Builder<'_>>(len32(bytes.len()))
+            .copy_from_slice(bytes),
+        AnyValue::Text(s) => x
+            .initn_as::<capnp::text::Builder<'_>>(len32(s.len()))
+            .push_str(s),
+        _ => value::put(v, x.reborrow(), caps),
     }
 }
 
@@ -641,6 +822,7 @@ fn get_message(r: rpc::message::Reader<'_>) -> Result<Message, WireError> {
                 deprecated_object_id: get_any(
                     b.get_deprecated_object_id(),
                     "Bootstrap.deprecatedObjectId",
+                    None,
                 )?,
             })
         }
@@ -698,8 +880,10 @@ fn get_message(r: rpc::message::Reader<'_>) -> Result<Message, WireError> {
             };
             Message::Disembargo(Disembargo { target, context })
         }
-        W::ObsoleteSave(v) => Message::ObsoleteSave(get_any(v, "Message.obsoleteSave")?),
-        W::ObsoleteDelete(v) => Message::ObsoleteDelete(get_any(v, "Message.obsoleteDelete")?),
+        W::ObsoleteSave(v) => Message::ObsoleteSave(get_any(v, "Message.obsoleteSave", None)?),
+        W::ObsoleteDelete(v) => {
+            Message::ObsoleteDelete(get_any(v, "Message.obsoleteDelete", None)?)
+        }
         W::Provide(x) => {
             let x = required(r.has_provide(), x, "Message.provide")?;
             Message::Provide(Provide {
@@ -708,14 +892,14 @@ fn get_message(r: rpc::message::Reader<'_>) -> Result<Message, WireError> {
                     required(x.has_target(), x.get_target(), "Provide.target")?,
                     "Provide.target",
                 )?,
-                recipient: get_any(x.get_recipient(), "Provide.recipient")?,
+                recipient: get_any(x.get_recipient(), "Provide.recipient", None)?,
             })
         }
         W::Accept(x) => {
             let x = required(r.has_accept(), x, "Message.accept")?;
             Message::Accept(Accept {
                 question_id: x.get_question_id(),
-                provision: get_any(x.get_provision(), "Accept.provision")?,
+                provision: get_any(x.get_provision(), "Accept.provision", None)?,
                 embargo: x.get_embargo(),
             })
         }
@@ -727,7 +911,7 @@ fn get_message(r: rpc::message::Reader<'_>) -> Result<Message, WireError> {
                     required(x.has_target(), x.get_target(), "Join.target")?,
                     "Join.target",
                 )?,
-                key_part: get_any(x.get_key_part(), "Join.keyPart")?,
+                key_part: get_any(x.get_key_part(), "Join.keyPart", None)?,
             })
         }
     })
@@ -747,7 +931,9 @@ fn get_call(c: rpc::call::Reader<'_>) -> Result<Call, WireError> {
     let send_results_to = match srt.which().map_err(unknown("Call.sendResultsTo"))? {
         S::Caller(()) => SendResultsTo::Caller,
         S::Yourself(()) => SendResultsTo::Yourself,
-        S::ThirdParty(v) => SendResultsTo::ThirdParty(get_any(v, "Call.sendResultsTo.thirdParty")?),
+        S::ThirdParty(v) => {
+            SendResultsTo::ThirdParty(get_any(v, "Call.sendResultsTo.thirdParty", None)?)
+        }
     };
     Ok(Call {
         question_id: c.get_question_id(),
@@ -777,7 +963,7 @@ fn get_return(x: rpc::return_::Reader<'_>) -> Result<Return, WireError> {
         R::ResultsSentElsewhere(()) => ReturnResult::ResultsSentElsewhere,
         R::TakeFromOtherQuestion(q) => ReturnResult::TakeFromOtherQuestion(q),
         R::AcceptFromThirdParty(v) => {
-            ReturnResult::AcceptFromThirdParty(get_any(v, "Return.acceptFromThirdParty")?)
+            ReturnResult::AcceptFromThirdParty(get_any(v, "Return.acceptFromThirdParty", None)?)
         }
     };
     Ok(Return {
@@ -823,7 +1009,6 @@ fn get_promised(p: rpc::promised_answer::Reader<'_>) -> Result<PromisedAnswer, W
 }
 
 fn get_payload(p: rpc::payload::Reader<'_>, field: &'static str) -> Result<Payload, WireError> {
-    let content = get_any(p.get_content(), field)?;
     let mut cap_table = Vec::new();
     if p.has_cap_table() {
         let caps = p
@@ -833,6 +1018,7 @@ fn get_payload(p: rpc::payload::Reader<'_>, field: &'static str) -> Result<Paylo
             cap_table.push(get_cap(c)?);
         }
     }
+    let content = get_any(p.get_content(), field, Some(cap_table.len()))?;
     Ok(Payload { content, cap_table })
 }
 
@@ -855,7 +1041,7 @@ fn get_cap(c: rpc::cap_descriptor::Reader<'_>) -> Result<CapDescriptor, WireErro
                 "CapDescriptor.thirdPartyHosted",
             )?;
             CapDescriptor::ThirdPartyHosted {
-                id: get_any(t.get_id(), "ThirdPartyCapDescriptor.id")?,
+                id: get_any(t.get_id(), "ThirdPartyCapDescriptor.id", None)?,
                 vine_id: t.get_vine_id(),
             }
         }
@@ -894,15 +1080,21 @@ fn get_text(
     }
 }
 
-fn get_any(v: capnp::any_pointer::Reader<'_>, field: &'static str) -> Result<AnyValue, WireError> {
+/// Reads an `AnyPointer`. `cap_table` is the length of the payload's cap table, or `None` for
+/// a field that has none (where a capability pointer is unsupported).
+fn get_any(
+    v: capnp::any_pointer::Reader<'_>,
+    field: &'static str,
+    cap_table: Option<usize>,
+) -> Result<AnyValue, WireError> {
     if v.is_null() {
         return Ok(AnyValue::Null);
     }
     use capnp::ErrorKind as K;
     match v.get_as::<capnp::data::Reader<'_>>() {
         Ok(bytes) => Ok(AnyValue::Data(bytes.to_vec())),
-        // A well-formed pointer of another type is the "unsupported value" case; bounds and
-        // limit faults keep their own kinds.
+        // A pointer of another type (struct, list, capability) takes the general path; bounds
+        // and limit faults keep their own kinds.
         Err(e)
             if matches!(
                 e.kind,
@@ -911,10 +1103,7 @@ fn get_any(v: capnp::any_pointer::Reader<'_>, field: &'static str) -> Result<Any
                     | K::ExpectedAListOrBlob
             ) =>
         {
-            Err(WireError::UnsupportedValue {
-                field,
-                detail: e.to_string(),
-            })
+            value::get(v, field, cap_table)
         }
         Err(e) => Err(classify(e, field)),
     }

@@ -169,30 +169,271 @@ fn non_utf8_text_is_invalid_text() {
 }
 
 #[test]
-fn struct_content_is_an_unsupported_value() {
+fn struct_content_decodes_as_a_struct() {
+    // Content written by the generated code of another struct type (an Exception): decoded
+    // schema-less, with its sections as they are.
     let mut builder = capnp::message::Builder::new_default();
     {
         let root = builder.init_root::<rpc::message::Builder<'_>>();
         let mut call = root.init_call();
         call.reborrow().init_target().set_imported_cap(0);
         let params = call.init_params();
-        params
+        let mut e = params
             .init_content()
-            .init_as::<rpc::exception::Builder<'_>>()
-            .set_reason("not data");
+            .init_as::<rpc::exception::Builder<'_>>();
+        e.set_reason("not data");
+        e.set_type(rpc::exception::Type::Overloaded);
     }
     let bytes = capnp::serialize::write_message_to_words(&builder);
-    let err = decode(&bytes).unwrap_err();
+    let Message::Call(call) = decode(&bytes).unwrap() else {
+        panic!("not a call")
+    };
+    let AnyValue::Struct(s) = &call.params.content else {
+        panic!("not a struct: {:?}", call.params.content)
+    };
+    // Exception: one data word (`type` is the UInt16 at 16-bit offset 2), two pointers.
+    assert_eq!(s.data, vec![1 << 32]);
+    assert_eq!(s.pointers.len(), 2);
+    assert_eq!(s.pointer(0).as_text(), Some("not data"));
+    assert_eq!(s.pointer(1), &AnyValue::Null);
+}
+
+fn call_with(content: AnyValue, caps: usize) -> Message {
+    Message::Call(Call {
+        question_id: 1,
+        target: MessageTarget::ImportedCap(0),
+        interface_id: 0x1234,
+        method_id: 0,
+        allow_third_party_tail_call: false,
+        no_promise_pipelining: false,
+        only_promise_pipeline: false,
+        params: Payload {
+            content,
+            cap_table: (0..caps)
+                .map(|i| CapDescriptor::SenderHosted(i as u32))
+                .collect(),
+        },
+        send_results_to: SendResultsTo::Caller,
+    })
+}
+
+fn content_of(m: &Message) -> &AnyValue {
+    match m {
+        Message::Call(c) => &c.params.content,
+        other => panic!("not a call: {other:?}"),
+    }
+}
+
+#[test]
+fn capability_indices_survive_in_any_order() {
+    let content = AnyValue::Struct(StructValue {
+        data: vec![7],
+        pointers: vec![
+            AnyValue::Capability(2),
+            AnyValue::List(ListValue::Pointers(vec![
+                AnyValue::Capability(0),
+                AnyValue::Null,
+                AnyValue::Capability(2),
+            ])),
+            AnyValue::Capability(1),
+        ],
+    });
+    let m = call_with(content, 3);
+    assert_eq!(decode(&encode(&m)).unwrap(), m);
+    // A capability as the whole content, as a bootstrap return carries it.
+    let m = call_with(AnyValue::Capability(1), 2);
+    assert_eq!(decode(&encode(&m)).unwrap(), m);
+}
+
+#[test]
+fn capability_outside_a_payload_is_unsupported() {
+    let m = Message::ObsoleteSave(AnyValue::List(ListValue::Pointers(vec![
+        AnyValue::Capability(7),
+    ])));
+    let err = decode(&encode(&m)).unwrap_err();
     assert!(
         matches!(
             err,
             WireError::UnsupportedValue {
+                field: "Message.obsoleteSave",
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn capability_index_outside_the_cap_table_is_malformed() {
+    let m = call_with(AnyValue::Capability(2), 2);
+    let err = decode(&encode(&m)).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            WireError::Malformed {
                 field: "Call.params",
                 ..
             }
         ),
         "{err}"
     );
+}
+
+#[test]
+fn reserved_pointer_kind_is_unsupported() {
+    let m = call_with(
+        AnyValue::List(ListValue::Pointers(vec![AnyValue::Capability(5)])),
+        6,
+    );
+    let mut bytes = encode(&m);
+    let cap = ((5u64 << 32) | 3).to_le_bytes();
+    let at = bytes.windows(8).position(|w| w == cap).unwrap();
+    bytes[at] = 7; // "other" pointer kind with a non-zero reserved field
+    let err = decode(&bytes).unwrap_err();
+    assert!(matches!(err, WireError::UnsupportedValue { .. }), "{err}");
+}
+
+#[test]
+fn text_arrives_as_data_and_reads_as_text() {
+    let m = call_with(
+        AnyValue::Struct(StructValue {
+            data: vec![],
+            pointers: vec![AnyValue::Text("héllo".into())],
+        }),
+        0,
+    );
+    let bytes = encode(&m);
+    let back = decode(&bytes).unwrap();
+    let AnyValue::Struct(s) = content_of(&back) else {
+        panic!()
+    };
+    assert_eq!(s.pointer(0), &AnyValue::Data(b"h\xc3\xa9llo\0".to_vec()));
+    assert_eq!(s.pointer(0).as_text(), Some("héllo"));
+    // The same bytes as the normal form, at top level too.
+    assert_eq!(bytes, encode(&call_with(content_of(&m).normalized(), 0)));
+    let top = call_with(AnyValue::Text("x".into()), 0);
+    assert_eq!(
+        encode(&top),
+        encode(&call_with(AnyValue::Data(b"x\0".to_vec()), 0))
+    );
+    assert_eq!(AnyValue::Data(b"x".to_vec()).as_text(), None);
+    assert_eq!(AnyValue::Data(vec![0xff, 0]).as_text(), None);
+}
+
+#[test]
+fn struct_list_elements_are_padded_to_the_widest() {
+    let narrow = StructValue {
+        data: vec![1],
+        pointers: vec![],
+    };
+    let wide = StructValue {
+        data: vec![2, 3],
+        pointers: vec![AnyValue::Data(vec![9])],
+    };
+    let v = AnyValue::List(ListValue::Structs(vec![narrow, wide.clone()]));
+    let back = decode(&encode(&call_with(v.clone(), 0))).unwrap();
+    let padded = StructValue {
+        data: vec![1, 0],
+        pointers: vec![AnyValue::Null],
+    };
+    assert_eq!(
+        content_of(&back),
+        &AnyValue::List(ListValue::Structs(vec![padded, wide]))
+    );
+    assert_eq!(content_of(&back), &v.normalized());
+}
+
+#[test]
+fn large_content_spanning_segments_round_trips() {
+    // More than the builder's first segment (1024 words): far pointers on both paths, with
+    // capabilities past the segment boundary.
+    let items: Vec<StructValue> = (0..3000u64)
+        .map(|i| StructValue {
+            data: vec![i],
+            pointers: vec![AnyValue::Capability((i % 3) as u32)],
+        })
+        .collect();
+    let content = AnyValue::Struct(StructValue {
+        data: vec![],
+        pointers: vec![
+            AnyValue::List(ListValue::Structs(items)),
+            AnyValue::List(ListValue::U64((0..2000).collect())),
+            AnyValue::Capability(2),
+        ],
+    });
+    let m = call_with(content, 3);
+    let bytes = encode(&m);
+    assert!(
+        u32::from_le_bytes(bytes[..4].try_into().unwrap()) > 0,
+        "expected a multi-segment message"
+    );
+    assert_eq!(decode(&bytes).unwrap(), m);
+}
+
+#[test]
+fn empty_structs_are_not_null() {
+    // A zero-sized struct must be written with offset -1, or its pointer would read as null.
+    let empty = || AnyValue::Struct(StructValue::default());
+    for content in [
+        empty(),
+        AnyValue::List(ListValue::Pointers(vec![empty(), AnyValue::Null])),
+        AnyValue::List(ListValue::Structs(vec![StructValue::default(); 3])),
+    ] {
+        let m = call_with(content, 0);
+        assert_eq!(decode(&encode(&m)).unwrap(), m);
+    }
+}
+
+#[test]
+fn primitive_lists_round_trip() {
+    let lists = vec![
+        ListValue::Void(3),
+        ListValue::Bits(vec![
+            true, false, true, true, false, false, false, false, true,
+        ]),
+        ListValue::U16(vec![1, 0xffff, 3]),
+        ListValue::U32(vec![0xdead_beef]),
+        ListValue::U64(vec![u64::MAX, 0]),
+        ListValue::Pointers(vec![]),
+        ListValue::Structs(vec![]),
+    ];
+    for list in lists {
+        let m = call_with(AnyValue::List(list), 0);
+        assert_eq!(decode(&encode(&m)).unwrap(), m);
+    }
+}
+
+#[test]
+fn deeply_nested_content_is_too_deep() {
+    let mut v = AnyValue::Null;
+    for _ in 0..40 {
+        v = AnyValue::Struct(StructValue {
+            data: vec![],
+            pointers: vec![v],
+        });
+    }
+    let err = decode(&encode(&call_with(v, 0))).unwrap_err();
+    assert!(matches!(err, WireError::TooDeep { .. }), "{err}");
+}
+
+#[test]
+fn cap_index_at_follows_pointer_fields() {
+    let v = AnyValue::Struct(StructValue {
+        data: vec![1],
+        pointers: vec![
+            AnyValue::Capability(4),
+            AnyValue::Struct(StructValue {
+                data: vec![],
+                pointers: vec![AnyValue::Null, AnyValue::Capability(9)],
+            }),
+        ],
+    });
+    assert_eq!(v.cap_index_at(&[0]), Some(4));
+    assert_eq!(v.cap_index_at(&[1, 1]), Some(9));
+    assert_eq!(v.cap_index_at(&[1, 0]), None);
+    assert_eq!(v.cap_index_at(&[2]), None);
+    assert_eq!(v.cap_index_at(&[]), None);
+    assert_eq!(AnyValue::Capability(3).cap_index_at(&[]), Some(3));
 }
 
 #[test]
@@ -285,6 +526,25 @@ proptest! {
     fn round_trip(m in arb::message()) {
         let bytes = encode(&m);
         prop_assert_eq!(decode(&bytes), Ok(m));
+    }
+
+    #[test]
+    fn loose_values_decode_to_their_normal_form(p in arb::payload_with(true)) {
+        let n = p.content.normalized();
+        prop_assert_eq!(n.normalized(), n.clone());
+        let m = call_with(p.content.clone(), 0);
+        let mut m = m;
+        if let Message::Call(c) = &mut m {
+            c.params.cap_table = p.cap_table.clone();
+        }
+        let bytes = encode(&m);
+        let back = decode(&bytes).unwrap();
+        prop_assert_eq!(content_of(&back), &n);
+        // The normal form is the same bytes.
+        if let Message::Call(c) = &mut m {
+            c.params.content = n;
+        }
+        prop_assert_eq!(encode(&m), bytes);
     }
 
     #[test]
