@@ -48,8 +48,6 @@ mod descriptors;
 mod graph;
 mod handoff;
 mod inbound;
-#[cfg(test)]
-mod tests;
 
 use crate::error::ProtocolError;
 use crate::wire::{AnyValue, Exception, ExceptionType, Message};
