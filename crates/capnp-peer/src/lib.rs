@@ -19,7 +19,7 @@
 //! too), and every table of the driver is a `BTreeMap`, so a run is a function of the driver's
 //! calls, with one caveat inside capnp-rpc 0.27.3 itself:
 //!
-//! - its answer and import tables are `std` `HashMap`s (with `RandomState`), iterated only when
+//! - its answer and import tables are std hash maps (with random hash keys), iterated only when
 //!   the connection is torn down (`ConnectionState::disconnect`). By then the connection is
 //!   already marked broken, so no message can be sent in that order (the `Abort` it sends is
 //!   written after the iteration and carries only the error); what could vary between

@@ -116,11 +116,11 @@ impl Peer {
 
     /// Waits for the peer to exit (killing it after [`TIMEOUT`]); its status and output.
     fn finish(mut self) -> (Option<ExitStatus>, String) {
-        let deadline = Instant::now() + TIMEOUT;
+        let deadline = Instant::now() + TIMEOUT; // determinism-ok: real sockets against an outside Python process, never inside a simulation
         let status = loop {
             match self.child.try_wait() {
                 Ok(Some(status)) => break Some(status),
-                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
+                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)), // determinism-ok: real sockets against an outside Python process, never inside a simulation
                 _ => {
                     let _ = self.child.kill();
                     let _ = self.child.wait();
@@ -418,7 +418,7 @@ fn remote(cap: &Cap) -> CallTarget {
 
 /// Waits for the Python server to write its port.
 fn server_port(peer: &mut Peer, port_file: &Path) -> u16 {
-    let deadline = Instant::now() + TIMEOUT;
+    let deadline = Instant::now() + TIMEOUT; // determinism-ok: real sockets against an outside Python process, never inside a simulation
     loop {
         if let Ok(text) = std::fs::read_to_string(port_file)
             && let Ok(port) = text.trim().parse()
@@ -426,7 +426,7 @@ fn server_port(peer: &mut Peer, port_file: &Path) -> u16 {
             return port;
         }
         assert!(
-            !peer.has_exited() && Instant::now() < deadline,
+            !peer.has_exited() && Instant::now() < deadline, // determinism-ok: real sockets against an outside Python process, never inside a simulation
             "the Python server did not start listening"
         );
         thread::sleep(Duration::from_millis(20));
@@ -519,12 +519,13 @@ fn a_pycapnp_client_against_our_server() {
     let mut peer = Peer::spawn(&["client", &port.to_string()]);
 
     listener.set_nonblocking(true).unwrap();
-    let deadline = Instant::now() + TIMEOUT;
+    let deadline = Instant::now() + TIMEOUT; // determinism-ok: real sockets against an outside Python process, never inside a simulation
     let stream = loop {
         match listener.accept() {
             Ok((stream, _)) => break stream,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                if peer.has_exited() || Instant::now() > deadline {
+                let late = Instant::now() > deadline; // determinism-ok: real sockets, outside any simulation
+                if peer.has_exited() || late {
                     let (status, output) = peer.finish();
                     panic!("the Python client never connected ({status:?}):\n{output}");
                 }
