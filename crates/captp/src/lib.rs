@@ -12,7 +12,6 @@
 pub mod connection;
 pub mod error;
 pub mod generated;
-pub mod payload;
 pub mod probe;
 pub mod stream;
 pub mod tables;

@@ -41,7 +41,7 @@
 //!   false`: the application owns every capability it receives and releases it explicitly. A
 //!   peer that sets them is honoured.
 //! - A promised-answer path is a list of pointer-field indices into the results content; the
-//!   content names capabilities by index into the cap table (see [`crate::payload`]).
+//!   content names capabilities by index into the cap table (`AnyValue::cap_index_at`).
 
 mod conn;
 mod descriptors;

@@ -225,16 +225,12 @@ impl Scenario for RpcShape {
         )));
         let ctx = setup.ctx();
         let w = world.clone();
-        let shape: &'static RpcShape = match self.name {
-            "rpc-two-party" => &TWO_PARTY,
-            "rpc-three-vat" => &THREE_VAT,
-            _ => &HANDOFF,
-        };
+        let faults = self.faults;
         let quiet = std::rc::Rc::new(std::cell::Cell::new(false));
         let q = quiet.clone();
         setup.sim.spawn("rpc-net", async move {
             for _ in 0..steps {
-                w.borrow_mut().step(&ctx, shape);
+                w.borrow_mut().step(&ctx, faults);
                 w.borrow_mut().tick(1_000);
                 ctx.sleep(1_000).await;
             }

@@ -9,8 +9,9 @@
 //! At the end the network is drained, every call answered and everything given back, and the
 //! wire checker judges quiescence.
 
+use super::Links;
 use super::net::Net;
-use super::{Links, RpcShape};
+use captp::probe::{CALL_METHOD, PROBE_INTERFACE_ID, ProbeCall, ProbeReturn};
 use captp::wire::AnyValue;
 use captp::{AnswerRef, CallId, CapRef, Vat, VatConfig, VatEvent, VatId};
 use models::Violation;
@@ -20,8 +21,6 @@ use std::collections::BTreeMap;
 
 /// Capability and answer slots per vat (overwriting a slot gives back its old entry).
 const SLOTS: usize = 6;
-const PROBE_INTERFACE: u64 = 0xbe18_0918_6a35_7de3;
-const CALL_METHOD: u16 = 0;
 
 struct Held {
     cap: CapRef,
@@ -38,6 +37,8 @@ struct HeldAnswer {
 
 struct Owed {
     call: CallId,
+    /// How many calls reached the object before this one (`ProbeReturn.n`).
+    earlier: u64,
     arg: Option<(CapRef, ShadowId)>,
     answer_shadow: ShadowId,
 }
@@ -62,25 +63,28 @@ pub struct World {
     apps: Vec<App>,
     eorder: EOrder,
     calls: BTreeMap<(u64, u64), CallInfo>,
+    /// Calls that reached each object so far.
+    arrivals: BTreeMap<u64, u64>,
     next_reference: u64,
     pub violations: Vec<Violation>,
     pub steps: u64,
     now: u64,
 }
 
-fn probe_content(reference: u64, seq: u64) -> AnyValue {
-    let mut b = reference.to_le_bytes().to_vec();
-    b.extend_from_slice(&seq.to_le_bytes());
-    AnyValue::Data(b)
+/// `Probe.call` params: call `seq` on reference `ref_id`, with the argument (if any) as
+/// cap-table entry 0.
+fn call_params(ref_id: u64, seq: u64, has_arg: bool) -> AnyValue {
+    ProbeCall {
+        ref_id,
+        seq,
+        arg: has_arg.then_some(0),
+    }
+    .to_value()
 }
 
-fn parse_probe(content: &AnyValue) -> Option<(u64, u64)> {
-    let AnyValue::Data(b) = content else {
-        return None;
-    };
-    let r = u64::from_le_bytes(b.get(0..8)?.try_into().ok()?);
-    let s = u64::from_le_bytes(b.get(8..16)?.try_into().ok()?);
-    (b.len() == 16).then_some((r, s))
+/// `Probe.call` results: `n` earlier arrivals, and the returned capability as entry 0.
+fn call_results(n: u64) -> AnyValue {
+    ProbeReturn { n, cap: Some(0) }.to_value()
 }
 
 fn object_id(vat: VatId, n: u64) -> u64 {
@@ -95,6 +99,7 @@ impl World {
             apps: (0..n).map(|_| App::default()).collect(),
             eorder: EOrder::new(),
             calls: BTreeMap::new(),
+            arrivals: BTreeMap::new(),
             next_reference: 1,
             violations: Vec::new(),
             steps: 0,
@@ -160,7 +165,12 @@ impl World {
                         mut caps,
                         ..
                     } => {
-                        let Some((reference, seq)) = parse_probe(&content) else {
+                        let Ok(ProbeCall {
+                            ref_id: reference,
+                            seq,
+                            ..
+                        }) = ProbeCall::from_value(&content)
+                        else {
                             self.violations.push(Violation::new(
                                 "rpc-app",
                                 format!("vat {v}: a call arrived with a malformed payload"),
@@ -179,6 +189,9 @@ impl World {
                             continue;
                         };
                         self.eorder.arrived(reference, seq, info.target, object);
+                        let count = self.arrivals.entry(object).or_default();
+                        let earlier = *count;
+                        *count += 1;
                         let arg = match (caps.is_empty(), info.arg) {
                             (false, Some(shadow)) => Some((caps.remove(0), shadow)),
                             _ => None,
@@ -188,6 +201,7 @@ impl World {
                         }
                         self.apps[v as usize].owed.push(Owed {
                             call,
+                            earlier,
                             arg,
                             answer_shadow: info.answer,
                         });
@@ -240,9 +254,9 @@ impl World {
         let caps: Vec<&CapRef> = argcap.into_iter().collect();
         let answer = vat.call(
             &held.cap,
-            PROBE_INTERFACE,
+            PROBE_INTERFACE_ID,
             CALL_METHOD,
-            probe_content(reference, seq),
+            call_params(reference, seq, !caps.is_empty()),
             &caps,
         );
         self.store_answer(v, answer_slot, answer, answer_shadow);
@@ -255,32 +269,37 @@ impl World {
             return;
         }
         let owed = app.owed.remove(index % app.owed.len());
+        let results = call_results(owed.earlier);
+        // Only "return the argument" keeps it; every other answer gives it back first.
+        let arg = match (how, owed.arg) {
+            (0 | 1, arg) => arg,
+            (_, Some((cap, _))) => {
+                self.vat(v).release(cap);
+                None
+            }
+            (_, None) => None,
+        };
         let result = match how {
             // Return the argument, or a fresh probe.
             0 | 1 => {
-                let (cap, shadow) = match owed.arg {
-                    Some((cap, shadow)) => (cap, shadow),
+                let (cap, shadow) = match arg {
+                    Some(arg) => arg,
                     None => {
-                        let n = app.next_object;
+                        let app = &mut self.apps[v as usize];
+                        let object = object_id(v, app.next_object);
                         app.next_object += 1;
-                        let object = object_id(v, n);
                         let shadow = self.eorder.object(object);
                         (self.vat(v).local_cap(object), shadow)
                     }
                 };
                 self.eorder
                     .unify(owed.answer_shadow, shadow, "returned capability");
-                let r = self
-                    .vat(v)
-                    .return_results(owed.call, probe_content(0, 0), &[&cap]);
+                let r = self.vat(v).return_results(owed.call, results, &[&cap]);
                 self.vat(v).release(cap);
                 r
             }
             // Return a capability the vat holds.
             2 => {
-                if let Some((cap, _)) = owed.arg {
-                    self.vat(v).release(cap);
-                }
                 let held = self.apps[v as usize].caps[slot]
                     .as_ref()
                     .map(|h| (h.shadow, self.net.vats[v as usize].clone_cap(&h.cap)));
@@ -288,9 +307,7 @@ impl World {
                     Some((shadow, cap)) => {
                         self.eorder
                             .unify(owed.answer_shadow, shadow, "returned capability");
-                        let r = self
-                            .vat(v)
-                            .return_results(owed.call, probe_content(0, 0), &[&cap]);
+                        let r = self.vat(v).return_results(owed.call, results, &[&cap]);
                         self.vat(v).release(cap);
                         r
                     }
@@ -300,67 +317,44 @@ impl World {
                 }
             }
             // Return the results of another answer (a promise).
-            3 => {
-                if let Some((cap, _)) = owed.arg {
-                    self.vat(v).release(cap);
+            3 => match self.apps[v as usize].answers[slot].as_ref() {
+                Some(a) => {
+                    self.eorder
+                        .unify(owed.answer_shadow, a.cap_shadow, "returned answer");
+                    self.net.vats[v as usize].return_answer(owed.call, &a.answer)
                 }
-                let app = &self.apps[v as usize];
-                match app.answers[slot].as_ref() {
-                    Some(a) => {
-                        let shadow = a.cap_shadow;
-                        self.eorder
-                            .unify(owed.answer_shadow, shadow, "returned answer");
-                        let vat = &mut self.net.vats[v as usize];
-                        vat.return_answer(owed.call, &a.answer)
-                    }
-                    None => self
-                        .vat(v)
-                        .return_exception(owed.call, "no answer to return"),
-                }
-            }
+                None => self
+                    .vat(v)
+                    .return_exception(owed.call, "no answer to return"),
+            },
             // A tail call on a held capability.
-            4 => {
-                if let Some((cap, _)) = owed.arg {
-                    self.vat(v).release(cap);
+            4 => match self.apps[v as usize].caps[slot].as_mut() {
+                Some(h) => {
+                    let (reference, seq) = (h.reference, h.next_seq);
+                    h.next_seq += 1;
+                    self.calls.insert(
+                        (reference, seq),
+                        CallInfo {
+                            target: h.shadow,
+                            answer: owed.answer_shadow,
+                            arg: None,
+                        },
+                    );
+                    let h = &*h;
+                    self.net.vats[v as usize].tail_call(
+                        owed.call,
+                        &h.cap,
+                        PROBE_INTERFACE_ID,
+                        CALL_METHOD,
+                        call_params(reference, seq, false),
+                        &[],
+                    )
                 }
-                let app = &mut self.apps[v as usize];
-                match app.caps[slot].as_mut() {
-                    Some(h) => {
-                        let (reference, seq) = (h.reference, h.next_seq);
-                        h.next_seq += 1;
-                        self.calls.insert(
-                            (reference, seq),
-                            CallInfo {
-                                target: h.shadow,
-                                answer: owed.answer_shadow,
-                                arg: None,
-                            },
-                        );
-                        let h = &self.apps[v as usize].caps[slot];
-                        let vat = &mut self.net.vats[v as usize];
-                        match h {
-                            Some(h) => vat.tail_call(
-                                owed.call,
-                                &h.cap,
-                                PROBE_INTERFACE,
-                                CALL_METHOD,
-                                probe_content(reference, seq),
-                                &[],
-                            ),
-                            None => Ok(()),
-                        }
-                    }
-                    None => self
-                        .vat(v)
-                        .return_exception(owed.call, "no capability to call"),
-                }
-            }
-            _ => {
-                if let Some((cap, _)) = owed.arg {
-                    self.vat(v).release(cap);
-                }
-                self.vat(v).return_exception(owed.call, "probe refused")
-            }
+                None => self
+                    .vat(v)
+                    .return_exception(owed.call, "no capability to call"),
+            },
+            _ => self.vat(v).return_exception(owed.call, "probe refused"),
         };
         if let Err(e) = result {
             self.violations.push(Violation::new(
@@ -371,7 +365,7 @@ impl World {
     }
 
     /// One workload step.
-    pub fn step(&mut self, ctx: &Ctx, shape: &RpcShape) {
+    pub fn step(&mut self, ctx: &Ctx, faults: bool) {
         self.steps += 1;
         let n = self.apps.len() as u64;
         let v = ctx.choose(n) as VatId;
@@ -431,7 +425,7 @@ impl World {
                 self.call(v, slot, Some(arg), slot2);
             }
             _ => {
-                if shape.faults && ctx.chance(1, 4) {
+                if faults && ctx.chance(1, 4) {
                     if ctx.chance(1, 3) {
                         self.net.restart(v);
                         self.reset_app(v);

@@ -8,7 +8,7 @@ use crate::wire::{AnswerId, EmbargoId, ExportId, ImportId, QuestionId};
 use std::collections::BTreeMap;
 
 /// What one of our questions is for.
-#[derive(Debug)]
+#[derive(Clone, Copy, Debug)]
 pub(crate) enum QuestionKind {
     /// A call or bootstrap; `None` once the application cancelled it (a late `Return`'s caps
     /// are given straight back).

@@ -7,7 +7,6 @@
 //! `Release`, a question's `Finish`).
 
 use super::{CallId, ObjectId, RpcBug, Vat, VatEvent, VatId, failed};
-use crate::payload::cap_index_at;
 use crate::wire::{
     AnswerId, AnyValue, Disembargo, DisembargoContext, EmbargoId, Exception, ExportId, ImportId,
     Message, MessageTarget, PromisedAnswer, QuestionId,
@@ -329,10 +328,6 @@ impl Vat {
             let Some(gone) = self.graph.unref_node(node) else {
                 continue;
             };
-            for (peer, export) in gone.promised_to {
-                // The peer still holds the export; calls on it must now fail cleanly.
-                let _ = (peer, export);
-            }
             match gone.kind {
                 NodeKind::Import { peer, id } => self.release_import(peer, id),
                 NodeKind::RemotePromise {
@@ -447,7 +442,10 @@ impl Vat {
         };
         match &r.state {
             ResultsState::Done { content, caps } => {
-                match cap_index_at(content, path).and_then(|i| caps.get(i as usize)) {
+                match content
+                    .cap_index_at(path)
+                    .and_then(|i| caps.get(i as usize))
+                {
                     Some(&node) => {
                         self.graph.add_ref(node);
                         node
@@ -667,7 +665,7 @@ impl Vat {
         }
         for (path, pnode) in pipelines {
             let (target, v) = match &outcome {
-                Ok((content, caps)) => match cap_index_at(content, &path) {
+                Ok((content, caps)) => match content.cap_index_at(&path) {
                     Some(i) if (i as usize) < caps.len() => {
                         let node = caps[i as usize];
                         self.graph.add_ref(node);

@@ -22,7 +22,6 @@ use super::conn::{AnswerKind, AnswerRec, QuestionKind, QuestionRec};
 use super::graph::{Delivery, NodeId, NodeKind, ResultsId, Via};
 use super::{RpcBug, Vat, VatId, disconnected, failed};
 use crate::error::ProtocolError;
-use crate::payload::{cap_index_at, cap_pointer};
 use crate::wire::{
     Accept, AnyValue, CapDescriptor, Disembargo, DisembargoContext, ImportId, Message,
     MessageTarget, Provide, QuestionId, ReturnResult,
@@ -234,11 +233,11 @@ impl Vat {
             }
             let (provider, provision, embargo) = (acc.provider, acc.provision, acc.embargo);
             let Some(conn) = self.conns.get_mut(&provider) else {
-                self.accept_fallback(node);
+                self.accept_fallback_node(node);
                 continue;
             };
             let Ok(question) = conn.questions.ask() else {
-                self.accept_fallback(node);
+                self.accept_fallback_node(node);
                 continue;
             };
             conn.question_recs.insert(
@@ -273,7 +272,7 @@ impl Vat {
     ) -> Result<(), ProtocolError> {
         let outcome = match result {
             ReturnResult::Results(payload) => {
-                let index = cap_index_at(&payload.content, &[]).map(|i| i as usize);
+                let index = payload.content.cap_index_at(&[]).map(|i| i as usize);
                 let mut caps = Vec::new();
                 for desc in &payload.cap_table {
                     caps.push(self.import_cap(peer, desc)?.0);
@@ -302,10 +301,6 @@ impl Vat {
     pub(crate) fn accept_failed(&mut self, node: NodeId) {
         self.accept_fallback_node(node);
         self.drop_node(node);
-    }
-
-    fn accept_fallback(&mut self, node: NodeId) {
-        self.accept_fallback_node(node);
     }
 
     fn accept_fallback_node(&mut self, node: NodeId) {
@@ -474,7 +469,7 @@ impl Vat {
         };
         let node = p.node;
         self.graph.add_ref(node);
-        self.settle(results, Ok((cap_pointer(0), vec![node])));
+        self.settle(results, Ok((AnyValue::Capability(0), vec![node])));
         self.drop_results(results);
         // Tell the introducer the recipient has it.
         let live = self

@@ -5,10 +5,9 @@ use super::conn::{AnswerKind, AnswerRec, QuestionKind};
 use super::graph::{Delivery, NodeId, NodeKind, ReflectKind, ResultsState, Via};
 use super::{RpcBug, Vat, VatEvent, VatId, disconnected, failed};
 use crate::error::ProtocolError;
-use crate::payload::cap_pointer;
 use crate::wire::{
-    Call, Disembargo, DisembargoContext, Exception, ExceptionType, Finish, Message, MessageTarget,
-    Release, Resolution, Resolve, Return, ReturnResult, SendResultsTo,
+    AnyValue, Call, Disembargo, DisembargoContext, Exception, ExceptionType, Finish, Message,
+    MessageTarget, Release, Resolution, Resolve, Return, ReturnResult, SendResultsTo,
 };
 
 impl Vat {
@@ -89,7 +88,7 @@ impl Vat {
         match self.bootstrap {
             Some(object) => {
                 let node = self.graph.new_local(object);
-                self.settle(results, Ok((cap_pointer(0), vec![node])));
+                self.settle(results, Ok((AnyValue::Capability(0), vec![node])));
             }
             None => self.settle(
                 results,
@@ -217,17 +216,7 @@ impl Vat {
         let kind = if retired {
             conn.question_recs.remove(&q).map(|r| r.kind)
         } else {
-            conn.question_recs.get(&q).map(|r| match &r.kind {
-                QuestionKind::Call { results, yourself } => QuestionKind::Call {
-                    results: *results,
-                    yourself: *yourself,
-                },
-                QuestionKind::Provide { node, recipient } => QuestionKind::Provide {
-                    node: *node,
-                    recipient: *recipient,
-                },
-                QuestionKind::Accept { node } => QuestionKind::Accept { node: *node },
-            })
+            conn.question_recs.get(&q).map(|r| r.kind)
         };
         if ret.release_param_caps {
             for id in param_exports {
@@ -446,12 +435,12 @@ impl Vat {
             }
             _ => {
                 self.drop_node(target);
-                Err(peer_fault(ProtocolError::Misuse {
+                Err(ProtocolError::PeerViolation {
                     what: format!(
                         "Resolve for import {}, which is not a promise",
                         resolve.promise_id
                     ),
-                }))
+                })
             }
         }
     }
@@ -489,11 +478,12 @@ impl Vat {
             }
             DisembargoContext::ReceiverLoopback(id) => {
                 let conn = self.conns.get_mut(&peer).ok_or(ProtocolError::Closed)?;
-                let node = conn.embargoes.remove(&id).ok_or_else(|| {
-                    peer_fault(ProtocolError::Misuse {
-                        what: format!("receiverLoopback for unknown embargo {id}"),
-                    })
-                })?;
+                let node =
+                    conn.embargoes
+                        .remove(&id)
+                        .ok_or_else(|| ProtocolError::PeerViolation {
+                            what: format!("receiverLoopback for unknown embargo {id}"),
+                        })?;
                 self.lift_embargo(node);
             }
             DisembargoContext::Accept => {
@@ -622,13 +612,5 @@ impl Vat {
             Some(NodeKind::Forward { import, .. }) => *import = None,
             _ => {}
         }
-    }
-}
-
-/// Marks a rule the peer broke that the tables do not name.
-fn peer_fault(e: ProtocolError) -> ProtocolError {
-    match e {
-        ProtocolError::Misuse { what } => ProtocolError::PeerViolation { what },
-        other => other,
     }
 }
