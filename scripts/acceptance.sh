@@ -10,7 +10,7 @@ sim=target/release/sim
 reports="$(mktemp -d)"
 trap 'rm -rf "$reports"' EXIT
 
-clean_scenarios="mailbox pipe-echo pipe-file pipe-hostile pipe-tcp cells-siblings cells-lifecycle cells-hostile"
+clean_scenarios="mailbox pipe-echo pipe-file pipe-hostile pipe-tcp cells-siblings cells-lifecycle cells-hostile rpc-two-party rpc-three-vat rpc-handoff rpc-vs-capnp-rpc"
 for scenario in $clean_scenarios; do
   for strategy in random pct; do
     if ! out=$("$sim" sweep --scenario "$scenario" --strategy "$strategy" --seeds 0..2000 --reports "$reports"); then

@@ -23,6 +23,8 @@ pub type VatId = u32;
 struct QuestionState {
     returned: bool,
     finished: bool,
+    /// Sent with `sendResultsTo.yourself`: the callee keeps the results.
+    yourself: bool,
 }
 
 /// What one side of a connection (the asker/exporter `from`, towards `to`) has on the wire.
@@ -146,6 +148,16 @@ impl WireChecker {
             Message::Bootstrap(b) => self.ask(from, to, b.question_id, "Bootstrap"),
             Message::Call(c) => {
                 self.ask(from, to, c.question_id, "Call");
+                if c.send_results_to == captp::wire::SendResultsTo::Yourself
+                    && let Some(s) = self
+                        .dirs
+                        .entry((from, to))
+                        .or_default()
+                        .questions
+                        .get_mut(&c.question_id)
+                {
+                    s.yourself = true;
+                }
                 let ids = self.count_exports(from, to, &c.params.cap_table);
                 self.dirs
                     .entry((from, to))
@@ -169,6 +181,25 @@ impl WireChecker {
                     None => self.flag(from, to, format_args!("Return for unknown question {q}")),
                     Some(s) if s.returned => {
                         self.flag(from, to, format_args!("second Return for question {q}"))
+                    }
+                    Some(s)
+                        if s.yourself
+                            && matches!(
+                                r.result,
+                                ReturnResult::Results(_) | ReturnResult::TakeFromOtherQuestion(_)
+                            ) =>
+                    {
+                        // The results of a `yourself` call stay with the callee; sending them
+                        // (or pointing at yet another question) leaves the caller's
+                        // `takeFromOtherQuestion` with nothing to take.
+                        self.flag(
+                            from,
+                            to,
+                            format_args!(
+                                "Return for question {q}, sent with sendResultsTo.yourself, \
+                                 is not resultsSentElsewhere"
+                            ),
+                        )
                     }
                     Some(_) => {}
                 }
@@ -313,7 +344,8 @@ pub type ShadowId = usize;
 pub struct EOrder {
     parent: Vec<ShadowId>,
     object: Vec<Option<u64>>,
-    /// The last sequence number that arrived per reference.
+    /// The highest sequence number that arrived per reference (comparing with the highest,
+    /// not the last, catches `3, 1, 2`: call 2 arrived after call 3).
     last_seq: BTreeMap<u64, u64>,
     violations: Vec<Violation>,
     arrivals: u64,
@@ -365,6 +397,17 @@ impl EOrder {
         self.parent[rb] = ra;
     }
 
+    /// Whether the object `s` designates is known.
+    pub fn resolved(&mut self, s: ShadowId) -> bool {
+        let root = self.find(s);
+        self.object[root].is_some()
+    }
+
+    /// Whether `a` and `b` are known to designate the same object.
+    pub fn same(&mut self, a: ShadowId, b: ShadowId) -> bool {
+        self.find(a) == self.find(b)
+    }
+
     fn flag(&mut self, msg: String) {
         if self.violations.len() < 20 {
             self.violations.push(Violation::new("e-order", msg));
@@ -382,7 +425,8 @@ impl EOrder {
                 "call #{seq} on reference {reference} arrived at object {object:#x} after call #{last}"
             ));
         }
-        self.last_seq.insert(reference, seq);
+        let highest = self.last_seq.entry(reference).or_insert(seq);
+        *highest = (*highest).max(seq);
         let root = self.find(target);
         match self.object[root] {
             Some(o) if o != object => self.flag(format!(
@@ -430,6 +474,67 @@ mod tests {
             question_id: q,
             deprecated_object_id: Default::default(),
         })
+    }
+
+    fn call(q: u32, send_results_to: captp::wire::SendResultsTo) -> Message {
+        Message::Call(captp::wire::Call {
+            question_id: q,
+            target: captp::wire::MessageTarget::ImportedCap(0),
+            interface_id: 1,
+            method_id: 0,
+            allow_third_party_tail_call: false,
+            no_promise_pipelining: false,
+            only_promise_pipeline: false,
+            params: Default::default(),
+            send_results_to,
+        })
+    }
+
+    #[test]
+    fn e_order_compares_with_the_highest_arrival_not_the_last() {
+        let mut e = EOrder::new();
+        let target = e.object(7);
+        e.arrived(1, 3, target, 7);
+        e.arrived(1, 1, target, 7);
+        assert_eq!(e.violations().len(), 1);
+        e.arrived(1, 2, target, 7);
+        assert_eq!(e.violations().len(), 2, "{:?}", e.violations());
+        assert!(e.violations()[1].message.contains("call #2 on reference 1"));
+        e.arrived(1, 4, target, 7);
+        assert_eq!(e.violations().len(), 2);
+    }
+
+    #[test]
+    fn a_yourself_call_must_return_results_sent_elsewhere() {
+        use captp::wire::SendResultsTo::{Caller, Yourself};
+        let mut w = WireChecker::new();
+        let take = |q| {
+            Message::Return(Return {
+                answer_id: q,
+                release_param_caps: false,
+                no_finish_needed: false,
+                result: ReturnResult::TakeFromOtherQuestion(7),
+            })
+        };
+        w.delivered(1, 2, &call(0, Caller));
+        w.delivered(2, 1, &take(0));
+        assert!(w.violations().is_empty(), "{:?}", w.violations());
+        w.delivered(1, 2, &call(1, Yourself));
+        w.delivered(
+            2,
+            1,
+            &Message::Return(Return {
+                answer_id: 1,
+                release_param_caps: false,
+                no_finish_needed: false,
+                result: ReturnResult::ResultsSentElsewhere,
+            }),
+        );
+        assert!(w.violations().is_empty(), "{:?}", w.violations());
+        w.delivered(1, 2, &call(2, Yourself));
+        w.delivered(2, 1, &take(2));
+        assert_eq!(w.violations().len(), 1, "{:?}", w.violations());
+        assert!(w.violations()[0].message.contains("sendResultsTo.yourself"));
     }
 
     #[test]

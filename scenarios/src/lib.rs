@@ -82,6 +82,7 @@ static CATALOGUE: &[&dyn Scenario] = &[
     &rpc::TWO_PARTY,
     &rpc::THREE_VAT,
     &rpc::HANDOFF,
+    &rpc::VsCapnpRpc,
 ];
 
 pub fn catalogue() -> &'static [&'static dyn Scenario] {

@@ -64,6 +64,6 @@ pub mod trace;
 mod vat;
 
 pub use generated::probe_capnp::probe as probe_interface;
-pub use probe::ProbeLog;
+pub use probe::{Answered, Arrival, ProbeLog};
 pub use trace::{describe_message, message_kind};
 pub use vat::{AnswerHandle, AnswerOutcome, CapHandle, CapnpRpcVat, Closed, VatError};

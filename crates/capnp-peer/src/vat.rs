@@ -12,7 +12,7 @@ use capnp_rpc::RpcSystem;
 use crate::executor::{Executor, TaskId};
 use crate::generated::probe_capnp::probe;
 use crate::network::{SimNetwork, VatId, Wire};
-use crate::probe::{ProbeLog, ProbeRegistry, new_probe};
+use crate::probe::{Arrival, ProbeLog, ProbeRegistry, new_probe, new_probe_with_id};
 
 /// A capability this vat holds: a small number into the driver's table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -175,8 +175,14 @@ impl CapnpRpcVat {
 
     /// A new local `Probe` object, for passing to the peer as a call's `arg`.
     pub fn local_probe(&mut self) -> CapHandle {
-        let client = new_probe(&self.probes);
-        self.add_cap(client)
+        self.local_probe_with_id().0
+    }
+
+    /// [`local_probe`](Self::local_probe), also giving the new object's number (as in
+    /// [`arrivals`](Self::arrivals)).
+    pub fn local_probe_with_id(&mut self) -> (CapHandle, u64) {
+        let (id, client) = new_probe_with_id(&self.probes);
+        (self.add_cap(client), id)
     }
 
     /// Calls `Probe.call(ref, seq, arg)` on `cap`. The `Call` message is sent now (or queued
@@ -347,6 +353,18 @@ impl CapnpRpcVat {
             .iter()
             .map(|(id, log)| (*id, log.calls.clone()))
             .collect()
+    }
+
+    /// Every `call` that reached any local probe object, in arrival order, from the
+    /// `start`-th one on, each with what the object answered (its `arg` or a new probe object,
+    /// by number). An outside oracle can follow the returned capabilities with this.
+    pub fn arrival_log(&self, start: usize) -> Vec<Arrival> {
+        self.probes
+            .borrow()
+            .arrival_log()
+            .get(start..)
+            .map(<[Arrival]>::to_vec)
+            .unwrap_or_default()
     }
 
     /// Everything each local probe object saw (calls and the count of all arrivals).

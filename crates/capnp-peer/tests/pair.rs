@@ -250,3 +250,37 @@ fn shutdown_sends_an_abort_that_closes_the_peer() {
     // already shut down, so it was dropped on delivery.
     assert!(client.dropped_messages() > 0 || kinds.iter().any(|k| k.starts_with("B Abort")));
 }
+
+#[test]
+fn the_arrival_log_orders_calls_across_objects_and_says_what_each_returned() {
+    use capnp_peer::{Answered, Arrival};
+    let mut server = CapnpRpcVat::new(true);
+    let mut client = CapnpRpcVat::new(true);
+    let boot = client.bootstrap();
+    let (mine, n) = client.local_probe_with_id();
+    assert_eq!(n, 1, "object 0 is the client's bootstrap object");
+    let a0 = client.call(boot, 1, 0, None).expect("call");
+    let p0 = client.pipeline_cap(a0).expect("pipeline");
+    client.call(p0, 2, 0, Some(mine)).expect("call");
+    client.call(boot, 1, 1, Some(mine)).expect("call");
+    pump(&mut client, &mut server);
+    let at = |object, ref_id, seq, answered| Arrival {
+        object,
+        ref_id,
+        seq,
+        answered,
+    };
+    assert_eq!(
+        server.arrival_log(0),
+        vec![
+            at(0, 1, 0, Answered::Fresh(1)),
+            at(1, 2, 0, Answered::Arg),
+            at(0, 1, 1, Answered::Arg),
+        ]
+    );
+    assert_eq!(server.arrival_log(2), vec![at(0, 1, 1, Answered::Arg)]);
+    assert!(server.arrival_log(9).is_empty());
+    // The log agrees with the per-object view.
+    assert_eq!(server.arrivals()[&0], vec![(1, 0), (1, 1)]);
+    assert_eq!(server.arrivals()[&1], vec![(2, 0)]);
+}

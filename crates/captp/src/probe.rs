@@ -1,6 +1,6 @@
 //! The payloads of our test interface `Probe` (`schema/probe.capnp`) as [`AnyValue`]s, so that
-//! code driving a [`Connection`](crate::Connection) can build and read real `Probe` calls
-//! without laying out struct sections by hand.
+//! code driving a [`Vat`](crate::Vat) can build and read real `Probe` calls without laying out
+//! struct sections by hand.
 //!
 //! Section sizes come from the generated code (`generated::probe_capnp`); field positions are
 //! those `capnp compile` assigned to the schema's fields (checked against the generated

@@ -47,6 +47,8 @@ mod conn;
 mod descriptors;
 mod graph;
 mod handoff;
+#[cfg(test)]
+mod hostile_tests;
 mod inbound;
 
 use crate::error::ProtocolError;
@@ -185,6 +187,9 @@ pub struct Vat {
     /// Messages that must follow the one being built (a `Resolve` for a broken export).
     later: Vec<(VatId, Message)>,
     events: Vec<VatEvent>,
+    /// Protocol errors found while routing (a reflected disembargo that leads nowhere) during
+    /// the current `handle`, with the peer each aborted.
+    routing_errors: Vec<(VatId, ProtocolError)>,
 }
 
 impl Vat {
@@ -201,6 +206,7 @@ impl Vat {
             outbox: Vec::new(),
             later: Vec::new(),
             events: Vec::new(),
+            routing_errors: Vec::new(),
         }
     }
 

@@ -166,23 +166,45 @@ impl Net {
 
 /// A short, stable description of a message for the trace.
 pub fn summary(msg: &Message) -> String {
-    use captp::wire::{DisembargoContext as D, MessageTarget as T, ReturnResult as R};
+    use captp::wire::{
+        CapDescriptor as C, DisembargoContext as D, MessageTarget as T, Resolution,
+        ReturnResult as R,
+    };
+    let path =
+        |pa: &captp::wire::PromisedAnswer| format!("q{}/{}", pa.question_id, pa.transform.len());
     let target = |t: &T| match t {
         T::ImportedCap(id) => format!("import {id}"),
-        T::PromisedAnswer(pa) => format!("answer {} {:?}", pa.question_id, pa.transform.len()),
+        T::PromisedAnswer(pa) => format!("answer {}", path(pa)),
     };
+    let desc = |d: &C| match d {
+        C::None => "none".to_string(),
+        C::SenderHosted(id) => format!("sh{id}"),
+        C::SenderPromise(id) => format!("sp{id}"),
+        C::ReceiverHosted(id) => format!("rh{id}"),
+        C::ReceiverAnswer(pa) => format!("ra{}", path(pa)),
+        C::ThirdPartyHosted { vine_id, .. } => format!("3p(vine {vine_id})"),
+    };
+    let caps = |t: &[C]| t.iter().map(desc).collect::<Vec<_>>().join(",");
     match msg {
         Message::Call(c) => format!(
-            "call q{} -> {} caps={}",
+            "call q{}{} -> {} caps=[{}]{}",
             c.question_id,
+            match captp::probe::ProbeCall::from_value(&c.params.content) {
+                Ok(p) => format!(" r{}#{}", p.ref_id, p.seq),
+                Err(_) => String::new(),
+            },
             target(&c.target),
-            c.params.cap_table.len()
+            caps(&c.params.cap_table),
+            match c.send_results_to {
+                captp::wire::SendResultsTo::Caller => "",
+                _ => " yourself",
+            }
         ),
         Message::Return(r) => format!(
             "return q{} {}",
             r.answer_id,
             match &r.result {
-                R::Results(p) => format!("results caps={}", p.cap_table.len()),
+                R::Results(p) => format!("results caps=[{}]", caps(&p.cap_table)),
                 R::Exception(e) => format!("exception {:?}", e.reason),
                 R::Canceled => "canceled".into(),
                 R::ResultsSentElsewhere => "sent-elsewhere".into(),
@@ -193,7 +215,14 @@ pub fn summary(msg: &Message) -> String {
         Message::Finish(f) => format!("finish q{}", f.question_id),
         Message::Bootstrap(b) => format!("bootstrap q{}", b.question_id),
         Message::Release(r) => format!("release {} x{}", r.id, r.reference_count),
-        Message::Resolve(r) => format!("resolve {}", r.promise_id),
+        Message::Resolve(r) => format!(
+            "resolve {} -> {}",
+            r.promise_id,
+            match &r.resolution {
+                Resolution::Cap(d) => desc(d),
+                Resolution::Exception(e) => format!("exception {:?}", e.reason),
+            }
+        ),
         Message::Disembargo(d) => format!(
             "disembargo {} {}",
             target(&d.target),

@@ -11,6 +11,7 @@
 
 use super::Links;
 use super::net::Net;
+use super::waits::Waits;
 use captp::probe::{CALL_METHOD, PROBE_INTERFACE_ID, ProbeCall, ProbeReturn};
 use captp::wire::AnyValue;
 use captp::{AnswerRef, CallId, CapRef, Vat, VatConfig, VatEvent, VatId};
@@ -31,9 +32,17 @@ struct Held {
 
 struct HeldAnswer {
     answer: AnswerRef,
-    /// The shadow of the capability at path `[0]` of its results.
+    /// Where its results hold a capability: `[]` for a bootstrap, `[0]` (`ProbeReturn.cap`)
+    /// for a call.
+    path: &'static [u16],
+    /// The shadow of the capability at `path`.
     cap_shadow: ShadowId,
 }
+
+/// The capability in `Probe.call` results.
+const CALL_CAP: &[u16] = &[0];
+/// The capability in bootstrap results.
+const BOOTSTRAP_CAP: &[u16] = &[];
 
 struct Owed {
     call: CallId,
@@ -58,14 +67,100 @@ struct App {
     next_object: u64,
 }
 
+/// What a workload step does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    NewObject,
+    Deliver,
+    Call,
+    Pipeline,
+    Answer,
+    Release,
+    Finish,
+    Bootstrap,
+    Introduce,
+    Echo,
+    Fault,
+}
+
+impl Action {
+    /// Every action, with its base weight (out of 100).
+    pub const BASE: [(Action, u64); 11] = [
+        (Action::NewObject, 4),
+        (Action::Deliver, 36),
+        (Action::Call, 14),
+        (Action::Pipeline, 8),
+        (Action::Answer, 14),
+        (Action::Release, 5),
+        (Action::Finish, 5),
+        (Action::Bootstrap, 7),
+        (Action::Introduce, 4),
+        (Action::Echo, 3),
+        (Action::Fault, 3),
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Action::NewObject => "new_object",
+            Action::Deliver => "deliver",
+            Action::Call => "call",
+            Action::Pipeline => "pipeline",
+            Action::Answer => "answer",
+            Action::Release => "release",
+            Action::Finish => "finish",
+            Action::Bootstrap => "bootstrap",
+            Action::Introduce => "introduce",
+            Action::Echo => "echo",
+            Action::Fault => "fault",
+        }
+    }
+}
+
+/// The run's action weights. Each run scales the base weights by its own factors (swarm
+/// testing: a run heavy on pipelining and light on delivery reaches states that the average
+/// mix rarely does).
+#[derive(Clone, Debug)]
+pub struct ActionMix {
+    weights: Vec<(Action, u64)>,
+}
+
+impl ActionMix {
+    /// `factor(action)` scales the base weight of each action.
+    pub fn new(mut factor: impl FnMut(Action) -> u64) -> Self {
+        let weights = Action::BASE
+            .iter()
+            .map(|&(a, w)| (a, w * factor(a)))
+            .collect();
+        ActionMix { weights }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.weights.iter().map(|&(_, w)| w).sum::<u64>().max(1)
+    }
+
+    /// The action at position `r` (in `0..total()`).
+    pub fn pick(&self, mut r: u64) -> Action {
+        for &(a, w) in &self.weights {
+            if r < w {
+                return a;
+            }
+            r -= w;
+        }
+        Action::Deliver
+    }
+}
+
 pub struct World {
     pub net: Net,
+    mix: ActionMix,
     apps: Vec<App>,
     eorder: EOrder,
     calls: BTreeMap<(u64, u64), CallInfo>,
     /// Calls that reached each object so far.
     arrivals: BTreeMap<u64, u64>,
     next_reference: u64,
+    /// What waits for what, to keep promise cycles out of the workload.
+    waits: Waits,
     pub violations: Vec<Violation>,
     pub steps: u64,
     now: u64,
@@ -92,15 +187,17 @@ fn object_id(vat: VatId, n: u64) -> u64 {
 }
 
 impl World {
-    pub fn new(configs: Vec<VatConfig>, links: Links, max_delay: u64) -> Self {
+    pub fn new(configs: Vec<VatConfig>, links: Links, max_delay: u64, mix: ActionMix) -> Self {
         let n = configs.len();
         let mut w = World {
             net: Net::new(configs, links, max_delay),
+            mix,
             apps: (0..n).map(|_| App::default()).collect(),
             eorder: EOrder::new(),
             calls: BTreeMap::new(),
             arrivals: BTreeMap::new(),
             next_reference: 1,
+            waits: Waits::default(),
             violations: Vec::new(),
             steps: 0,
             now: 0,
@@ -145,15 +242,26 @@ impl World {
         }
     }
 
-    fn store_answer(&mut self, v: VatId, slot: usize, answer: AnswerRef, cap_shadow: ShadowId) {
-        let old = self.apps[v as usize].answers[slot].replace(HeldAnswer { answer, cap_shadow });
+    fn store_answer(
+        &mut self,
+        v: VatId,
+        slot: usize,
+        answer: AnswerRef,
+        path: &'static [u16],
+        cap_shadow: ShadowId,
+    ) {
+        let old = self.apps[v as usize].answers[slot].replace(HeldAnswer {
+            answer,
+            path,
+            cap_shadow,
+        });
         if let Some(old) = old {
             self.vat(v).finish(old.answer);
         }
     }
 
     /// Hands every vat's events to its application.
-    fn drain_events(&mut self) {
+    fn drain_events(&mut self, ctx: Option<&Ctx>) {
         for v in 0..self.apps.len() {
             let v = v as VatId;
             for ev in self.vat(v).take_events() {
@@ -196,6 +304,17 @@ impl World {
                             (false, Some(shadow)) => Some((caps.remove(0), shadow)),
                             _ => None,
                         };
+                        // Half the time the object keeps a copy of the capability it was
+                        // given, and its vat may call it later: capabilities passed along are
+                        // what carry calls through a third vat.
+                        if let (Some(ctx), Some((cap, shadow))) = (ctx, &arg)
+                            && ctx.chance(1, 2)
+                        {
+                            let shadow = *shadow;
+                            let copy = self.net.vats[v as usize].clone_cap(cap);
+                            let slot = ctx.choose(SLOTS as u64) as usize;
+                            self.store_cap(v, slot, copy, shadow);
+                        }
                         for c in caps {
                             self.vat(v).release(c);
                         }
@@ -213,7 +332,7 @@ impl World {
     }
 
     fn collect(&mut self, ctx: Option<&Ctx>) {
-        self.drain_events();
+        self.drain_events(ctx);
         let now = self.now;
         match ctx {
             Some(ctx) => self.net.collect(now, |max| ctx.choose(max + 1)),
@@ -237,6 +356,8 @@ impl World {
         let (reference, seq, target) = (held.reference, held.next_seq, held.shadow);
         held.next_seq += 1;
         let arg_shadow = arg.and_then(|a| app.caps[a].as_ref().map(|h| h.shadow));
+        // A fresh answer: nothing waits for it yet, so this closes no cycle.
+        self.waits.add(answer_shadow, target);
         self.calls.insert(
             (reference, seq),
             CallInfo {
@@ -259,7 +380,32 @@ impl World {
             call_params(reference, seq, !caps.is_empty()),
             &caps,
         );
-        self.store_answer(v, answer_slot, answer, answer_shadow);
+        self.store_answer(v, answer_slot, answer, CALL_CAP, answer_shadow);
+    }
+
+    /// Returns `cap` (given back after) as the capability in the results of `owed`, unless
+    /// it is a promise waiting for that very answer (a cycle no vat would ever settle).
+    fn return_cap(
+        &mut self,
+        v: VatId,
+        owed: &Owed,
+        results: AnyValue,
+        cap: CapRef,
+        shadow: ShadowId,
+    ) -> Result<(), captp::ProtocolError> {
+        let r = if self
+            .waits
+            .waits_for(&mut self.eorder, shadow, owed.answer_shadow)
+        {
+            self.vat(v)
+                .return_exception(owed.call, "that capability waits for this answer")
+        } else {
+            self.eorder
+                .unify(owed.answer_shadow, shadow, "returned capability");
+            self.vat(v).return_results(owed.call, results, &[&cap])
+        };
+        self.vat(v).release(cap);
+        r
     }
 
     /// Answers the oldest (or a chosen) call owed by vat `v`.
@@ -268,10 +414,10 @@ impl World {
         if app.owed.is_empty() {
             return;
         }
-        let owed = app.owed.remove(index % app.owed.len());
+        let mut owed = app.owed.remove(index % app.owed.len());
         let results = call_results(owed.earlier);
         // Only "return the argument" keeps it; every other answer gives it back first.
-        let arg = match (how, owed.arg) {
+        let arg = match (how, owed.arg.take()) {
             (0 | 1, arg) => arg,
             (_, Some((cap, _))) => {
                 self.vat(v).release(cap);
@@ -292,11 +438,7 @@ impl World {
                         (self.vat(v).local_cap(object), shadow)
                     }
                 };
-                self.eorder
-                    .unify(owed.answer_shadow, shadow, "returned capability");
-                let r = self.vat(v).return_results(owed.call, results, &[&cap]);
-                self.vat(v).release(cap);
-                r
+                self.return_cap(v, &owed, results, cap, shadow)
             }
             // Return a capability the vat holds.
             2 => {
@@ -304,21 +446,31 @@ impl World {
                     .as_ref()
                     .map(|h| (h.shadow, self.net.vats[v as usize].clone_cap(&h.cap)));
                 match held {
-                    Some((shadow, cap)) => {
-                        self.eorder
-                            .unify(owed.answer_shadow, shadow, "returned capability");
-                        let r = self.vat(v).return_results(owed.call, results, &[&cap]);
-                        self.vat(v).release(cap);
-                        r
-                    }
+                    Some((shadow, cap)) => self.return_cap(v, &owed, results, cap, shadow),
                     None => self
                         .vat(v)
                         .return_exception(owed.call, "no capability to return"),
                 }
             }
             // Return the results of another answer (a promise).
-            3 => match self.apps[v as usize].answers[slot].as_ref() {
-                Some(a) => {
+            // (Only a call's: a bootstrap's results are not `Probe.call` results.)
+            3 => match self.apps[v as usize].answers[slot]
+                .as_ref()
+                .filter(|a| a.path == CALL_CAP)
+                .map(|a| a.cap_shadow)
+            {
+                Some(followed)
+                    if !self
+                        .waits
+                        .follow(&mut self.eorder, owed.answer_shadow, followed) =>
+                {
+                    self.vat(v)
+                        .return_exception(owed.call, "that answer waits for this one")
+                }
+                Some(_) => {
+                    let Some(a) = self.apps[v as usize].answers[slot].as_ref() else {
+                        unreachable!("the slot was just read");
+                    };
                     self.eorder
                         .unify(owed.answer_shadow, a.cap_shadow, "returned answer");
                     self.net.vats[v as usize].return_answer(owed.call, &a.answer)
@@ -328,8 +480,19 @@ impl World {
                     .return_exception(owed.call, "no answer to return"),
             },
             // A tail call on a held capability.
-            4 => match self.apps[v as usize].caps[slot].as_mut() {
-                Some(h) => {
+            4 => match self.apps[v as usize].caps[slot].as_ref().map(|h| h.shadow) {
+                Some(followed)
+                    if !self
+                        .waits
+                        .follow(&mut self.eorder, owed.answer_shadow, followed) =>
+                {
+                    self.vat(v)
+                        .return_exception(owed.call, "that capability waits for this answer")
+                }
+                Some(_) => {
+                    let Some(h) = self.apps[v as usize].caps[slot].as_mut() else {
+                        unreachable!("the slot was just read");
+                    };
                     let (reference, seq) = (h.reference, h.next_seq);
                     h.next_seq += 1;
                     self.calls.insert(
@@ -371,42 +534,62 @@ impl World {
         let v = ctx.choose(n) as VatId;
         let slot = ctx.choose(SLOTS as u64) as usize;
         let slot2 = ctx.choose(SLOTS as u64) as usize;
-        match ctx.choose(100) {
-            0..=39 => {
+        match self.mix.pick(ctx.choose(self.mix.total())) {
+            Action::NewObject => {
+                // A fresh object of this vat's own, to pass around: what comes back to its
+                // host through a peer is what needs the loopback embargo.
+                let app = &mut self.apps[v as usize];
+                let object = object_id(v, app.next_object);
+                app.next_object += 1;
+                let shadow = self.eorder.object(object);
+                let cap = self.vat(v).local_cap(object);
+                self.store_cap(v, slot, cap, shadow);
+            }
+            Action::Deliver => {
                 let ready = self.net.ready(self.now);
                 if !ready.is_empty() {
                     let (from, to) = ready[ctx.choose(ready.len() as u64) as usize];
                     self.net.deliver(from, to);
                 }
             }
-            40..=53 => {
-                let arg = ctx.chance(1, 3).then_some(slot2).filter(|&s| s != slot);
-                self.call(v, slot, arg, slot2);
+            Action::Call => {
+                // One to three calls in a row on one reference: E-order is about such runs.
+                let arg = ctx.chance(1, 2).then_some(slot2).filter(|&s| s != slot);
+                let burst = 1 + ctx.choose(3) as usize;
+                for i in 0..burst {
+                    self.call(v, slot, arg, (slot2 + i) % SLOTS);
+                }
             }
-            54..=61 => {
+            Action::Pipeline => {
                 let app = &self.apps[v as usize];
                 if let Some(a) = app.answers[slot].as_ref() {
                     let shadow = a.cap_shadow;
-                    let cap = self.net.vats[v as usize].pipeline(&a.answer, &[0]);
+                    let cap = self.net.vats[v as usize].pipeline(&a.answer, a.path);
                     self.store_cap(v, slot2, cap, shadow);
+                    // Calls pipelined at once are the ones a resolution can overtake.
+                    for i in 0..ctx.choose(3) as usize {
+                        self.call(v, slot2, None, (slot2 + 1 + i) % SLOTS);
+                    }
                 }
             }
-            62..=75 => {
+            Action::Answer => {
                 let index = ctx.choose(4) as usize;
-                let how = ctx.choose(6);
+                // Returning the argument half the time: that is how capabilities travel back
+                // to where they live.
+                let how = if ctx.chance(1, 2) { 0 } else { ctx.choose(6) };
                 self.answer(v, index, how, slot);
             }
-            76..=80 => {
+            Action::Release => {
                 if let Some(old) = self.apps[v as usize].caps[slot].take() {
                     self.vat(v).release(old.cap);
                 }
             }
-            81..=85 => {
+            Action::Finish => {
                 if let Some(old) = self.apps[v as usize].answers[slot].take() {
                     self.vat(v).finish(old.answer);
                 }
             }
-            86..=92 => {
+            Action::Bootstrap => {
                 let peers = self.net.vats[v as usize].peers();
                 if !peers.is_empty() {
                     let peer = peers[ctx.choose(peers.len() as u64) as usize];
@@ -415,16 +598,34 @@ impl World {
                     let cap = self.vat(v).pipeline(&answer, &[]);
                     self.store_cap(v, slot, cap, shadow);
                     // Keep the bootstrap answer too (its results hold the capability).
-                    let answer_shadow = self.eorder.unknown();
-                    self.store_answer(v, slot2, answer, answer_shadow);
+                    self.store_answer(v, slot2, answer, BOOTSTRAP_CAP, shadow);
                 }
             }
-            93..=96 => {
+            Action::Echo => {
+                // The loopback pattern in one step: send a fresh object of ours out, pipeline
+                // on the answer at once (the callee may well hand it straight back), and hold
+                // the pipelined capability where other actions call or pass it on.
+                let app = &mut self.apps[v as usize];
+                let object = object_id(v, app.next_object);
+                app.next_object += 1;
+                let shadow = self.eorder.object(object);
+                let cap = self.vat(v).local_cap(object);
+                let arg_slot = (slot + 1) % SLOTS;
+                let answer_slot = (slot + 2) % SLOTS;
+                self.store_cap(v, arg_slot, cap, shadow);
+                self.call(v, slot, Some(arg_slot), answer_slot);
+                if let Some(a) = self.apps[v as usize].answers[answer_slot].as_ref() {
+                    let shadow = a.cap_shadow;
+                    let cap = self.net.vats[v as usize].pipeline(&a.answer, a.path);
+                    self.store_cap(v, (slot + 3) % SLOTS, cap, shadow);
+                }
+            }
+            Action::Introduce => {
                 // Introduce: pass a capability from one peer to another.
                 let arg = (slot + 1) % SLOTS;
                 self.call(v, slot, Some(arg), slot2);
             }
-            _ => {
+            Action::Fault => {
                 if faults && ctx.chance(1, 4) {
                     if ctx.chance(1, 3) {
                         self.net.restart(v);

@@ -17,8 +17,12 @@ pub(crate) enum QuestionKind {
         /// Sent with `sendResultsTo.yourself` (a tail call): it returns `resultsSentElsewhere`.
         yourself: bool,
     },
-    /// A level-3 `Provide` of `node` to `recipient`.
-    Provide { node: NodeId, recipient: VatId },
+    /// A level-3 `Provide` of `node` to `recipient`, who holds the vine `vine`.
+    Provide {
+        node: NodeId,
+        recipient: VatId,
+        vine: ExportId,
+    },
     /// A level-3 `Accept` for the handoff node `node`.
     Accept { node: NodeId },
 }
@@ -64,6 +68,8 @@ pub(crate) struct Conn {
     pub import_nodes: BTreeMap<ImportId, NodeId>,
     /// Our embargoes waiting for a `receiverLoopback`, with the node they hold.
     pub embargoes: BTreeMap<EmbargoId, NodeId>,
+    /// Vines exported on this connection: the `Provide` (host, question) each stands for.
+    pub vines: BTreeMap<ExportId, (VatId, QuestionId)>,
     next_embargo: EmbargoId,
 }
 
@@ -80,6 +86,7 @@ impl Conn {
             imports: Imports::new(),
             import_nodes: BTreeMap::new(),
             embargoes: BTreeMap::new(),
+            vines: BTreeMap::new(),
             next_embargo: 0,
         }
     }

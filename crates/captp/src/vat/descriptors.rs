@@ -195,11 +195,13 @@ impl Vat {
             }
             cap_table.push(desc);
         }
-        for c in call.caps {
-            self.drop_node(c);
-        }
+        // The message's references go only after it is queued: a `Release` that the drop
+        // causes must not overtake a `receiverHosted` descriptor naming the same import.
+        let held = call.caps;
         // A tail call on the connection its caller's question came from goes back with
-        // `sendResultsTo.yourself`, answered by `takeFromOtherQuestion`.
+        // `sendResultsTo.yourself`, answered by `takeFromOtherQuestion` — unless that question
+        // was itself sent with `sendResultsTo.yourself`: its results must stay here, so the
+        // tail call is an ordinary call (otherwise they would end up with neither vat).
         let outer = self.graph.results(call.results).and_then(|r| r.tail_of);
         let yourself_for: Option<AnswerId> = outer.and_then(|o| match self.graph.results(o) {
             Some(r) => match r.return_to {
@@ -208,13 +210,24 @@ impl Vat {
             },
             None => None,
         });
+        let yourself_for = yourself_for.filter(|a| {
+            !matches!(
+                self.conns
+                    .get(&peer)
+                    .and_then(|c| c.answer_recs.get(a))
+                    .map(|r| &r.kind),
+                Some(AnswerKind::Results { yourself: true, .. })
+            )
+        });
         let Some(conn) = self.conns.get_mut(&peer) else {
+            self.drop_nodes(held);
             return;
         };
         let Ok(question_id) = conn.questions.ask() else {
             let e = failed("question IDs exhausted");
             self.settle(call.results, Err(e));
             self.drop_results(call.results);
+            self.drop_nodes(held);
             return;
         };
         conn.question_recs.insert(
@@ -259,9 +272,16 @@ impl Vat {
                 Vec::new(),
             );
         }
+        self.drop_nodes(held);
         // The question only points at its results; the message's reference goes, so that the
         // question is finished as soon as nobody else wants the results.
         self.drop_results(call.results);
+    }
+
+    fn drop_nodes(&mut self, nodes: Vec<NodeId>) {
+        for n in nodes {
+            self.drop_node(n);
+        }
     }
 
     pub(crate) fn send_bootstrap(&mut self, peer: VatId) -> ResultsId {
@@ -366,10 +386,14 @@ impl Vat {
         let Some(conn) = self.conns.get_mut(&peer) else {
             return;
         };
+        // An answer that is gone or already returned gets no second `Return` (a provision
+        // accepted twice would otherwise return the introducer's `Provide` twice).
+        let Ok(retired) = conn.answers.send_return(answer, false) else {
+            return;
+        };
         if let Some(rec) = conn.answer_recs.get_mut(&answer) {
             rec.result_exports = result_exports;
         }
-        let retired = conn.answers.send_return(answer, false).unwrap_or(false);
         self.send(
             peer,
             Message::Return(Return {

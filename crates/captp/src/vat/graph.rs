@@ -52,10 +52,11 @@ pub(crate) enum Delivery {
     },
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(crate) enum ReflectKind {
-    /// `senderLoopback(id)`: reflect as `receiverLoopback(id)`.
-    Loopback(EmbargoId),
+    /// `senderLoopback(id)` on `target` (as the sender named it): reflect as
+    /// `receiverLoopback(id)`.
+    Loopback(EmbargoId, MessageTarget),
     /// `accept`: pass on to the provider as `provide`.
     Accept,
 }
@@ -101,6 +102,8 @@ pub(crate) enum NodeKind {
         embargo: Option<Embargo>,
         /// The import this was (released when this node goes).
         import: Option<(VatId, ImportId)>,
+        /// The peer whose promise this was (it resolved it, by `Resolve` or `Return`).
+        resolved_by: Option<VatId>,
     },
 }
 
@@ -132,6 +135,10 @@ pub(crate) struct Results {
     pub state: ResultsState,
     /// Promise nodes pipelined on these results while pending, by path (weak).
     pub pipelines: BTreeMap<Vec<u16>, NodeId>,
+    /// The same, once the results settled and those promises resolved (weak; node IDs are
+    /// never reused). A later pipelined call must go through them, not straight to the
+    /// capability: earlier calls went that way, and an embargo there may hold them.
+    pub resolved_pipelines: BTreeMap<Vec<u16>, NodeId>,
     /// The peer's question these results answer.
     pub return_to: Option<(VatId, AnswerId)>,
     /// Our question that produces them.
@@ -190,6 +197,7 @@ impl Graph {
                 refs: 1,
                 state: ResultsState::Pending,
                 pipelines: BTreeMap::new(),
+                resolved_pipelines: BTreeMap::new(),
                 return_to: None,
                 question: None,
                 followers: Vec::new(),
@@ -363,6 +371,7 @@ impl Vat {
                     to,
                     embargo,
                     import,
+                    ..
                 } => {
                     if let Some((peer, id)) = import {
                         self.release_import(peer, id);
@@ -433,8 +442,21 @@ impl Vat {
     }
 
     /// A node for the capability at `path` in `results` (a new reference).
-    pub(crate) fn pipeline_node(&mut self, results: ResultsId, path: &[u16]) -> NodeId {
-        let results = self.graph.followed(results);
+    pub(crate) fn pipeline_node(&mut self, asked: ResultsId, path: &[u16]) -> NodeId {
+        let results = self.graph.followed(asked);
+        let node = self.pipeline_node_of(results, path);
+        if results != asked {
+            // Once `asked` settles (with a copy of what it follows), calls pipelined on it
+            // must still go through the node this call took (see `resolved_pipelines`).
+            self.graph
+                .results_mut(asked)
+                .resolved_pipelines
+                .insert(path.to_vec(), node);
+        }
+        node
+    }
+
+    fn pipeline_node_of(&mut self, results: ResultsId, path: &[u16]) -> NodeId {
         let Some(r) = self.graph.results.get(&results) else {
             return self
                 .graph
@@ -442,6 +464,12 @@ impl Vat {
         };
         match &r.state {
             ResultsState::Done { content, caps } => {
+                if let Some(&node) = r.resolved_pipelines.get(path)
+                    && self.graph.node(node).is_some()
+                {
+                    self.graph.add_ref(node);
+                    return node;
+                }
                 match content
                     .cap_index_at(path)
                     .and_then(|i| caps.get(i as usize))
@@ -500,6 +528,15 @@ impl Vat {
             at = self.graph.latest(at);
         }
         loop {
+            // A call waiting on a promise for its own results would wait forever, and, as
+            // its queue holds the promise, never go away.
+            if let (Some(NodeKind::LocalPromise { results, .. }), Delivery::Call(call)) =
+                (self.graph.kind(at), &d)
+                && self.graph.followed(*results) == self.graph.followed(call.results)
+            {
+                self.fail_delivery(d, &failed("a call waits on a promise for its own results"));
+                return;
+            }
             let Some(n) = self.graph.nodes.get_mut(&at) else {
                 self.fail_delivery(d, &failed("call on a released capability"));
                 return;
@@ -511,9 +548,24 @@ impl Vat {
                     e.queue.push_back(d);
                     return;
                 }
+                NodeKind::Forward {
+                    resolved_by: Some(p),
+                    ..
+                } if matches!(&d, Delivery::Reflect { from, kind: ReflectKind::Loopback(..) } if from == p) =>
+                {
+                    // The route runs through a promise the sender itself hosted (an export or
+                    // an answer) and has since resolved: the sender named this route when it
+                    // still led back to it, and what it sent before has gone on from here.
+                    self.reflect(d);
+                    return;
+                }
                 NodeKind::Forward { to, .. } => at = *to,
                 NodeKind::LocalPromise { queue, .. } => {
+                    // A queued call keeps the promise alive: an answer holds its pipelined
+                    // promises only weakly, and a call the peer pipelined on it must wait for
+                    // the answer, not fail because nobody here references the promise.
                     queue.push_back(d);
+                    self.graph.add_ref(at);
                     return;
                 }
                 NodeKind::ThirdParty(acc) => {
@@ -564,7 +616,7 @@ impl Vat {
             Delivery::Call(call) => self.send_call(peer, target, call),
             Delivery::Reflect {
                 from,
-                kind: ReflectKind::Loopback(id),
+                kind: ReflectKind::Loopback(id, _),
             } => {
                 if from == peer {
                     self.send(
@@ -585,6 +637,26 @@ impl Vat {
                 from,
                 kind: ReflectKind::Accept,
             } => self.forward_accept_disembargo(from, node, peer, target),
+        }
+    }
+
+    /// Reflects a loopback disembargo to its sender where it stands, naming the target the
+    /// sender named (the route no longer ends at the sender's connection; see the callers).
+    fn reflect(&mut self, d: Delivery) {
+        if let Delivery::Reflect {
+            from,
+            kind: ReflectKind::Loopback(id, named),
+        } = d
+            // The sender's connection may have closed while its disembargo waited.
+            && self.conns.contains_key(&from)
+        {
+            self.send(
+                from,
+                Message::Disembargo(Disembargo {
+                    target: named,
+                    context: DisembargoContext::ReceiverLoopback(id),
+                }),
+            );
         }
     }
 
@@ -612,6 +684,18 @@ impl Vat {
                 self.settle(call.results, Err(e.clone()));
                 self.drop_results(call.results);
             }
+            // The route broke because a connection further on was lost: a race with the
+            // disconnect, not the sender's fault. A loopback is reflected (so that its
+            // embargo lifts; what waits behind it fails on the broken capability anyway); an
+            // accept has nothing left to pass on, as the handoff has failed too.
+            d @ Delivery::Reflect {
+                kind: ReflectKind::Loopback(..),
+                ..
+            } if e.kind == crate::wire::ExceptionType::Disconnected => self.reflect(d),
+            Delivery::Reflect {
+                kind: ReflectKind::Accept,
+                ..
+            } if e.kind == crate::wire::ExceptionType::Disconnected => {}
             Delivery::Reflect { from, .. } => {
                 self.protocol_error(from, "Disembargo target does not point back to the sender")
             }
@@ -662,6 +746,9 @@ impl Vat {
         let return_to = r.return_to.take();
         if let ResultsState::Following(inner) = previous {
             self.drop_results(inner);
+        }
+        if let Some(r) = self.graph.results.get_mut(&results) {
+            r.resolved_pipelines.extend(pipelines.clone());
         }
         for (path, pnode) in pipelines {
             let (target, v) = match &outcome {
@@ -727,6 +814,10 @@ impl Vat {
         self.graph.results_mut(end).followers.push(results);
         for (path, pnode) in pipelines {
             let target = self.pipeline_node(inner, &path);
+            self.graph
+                .results_mut(results)
+                .resolved_pipelines
+                .insert(path, target);
             self.resolve_node(pnode, target, via);
         }
     }
@@ -735,11 +826,20 @@ impl Vat {
     /// calls already sent down its old path could be overtaken, and tells every peer it was
     /// exported to.
     pub(crate) fn resolve_node(&mut self, node: NodeId, target: NodeId, via: Via) {
-        let (target, via) = if self.graph.latest(target) == node {
+        let latest = self.graph.latest(target);
+        let (target, via) = if latest == node {
             // Resolving a promise to itself would make calls circle forever: break it.
             self.drop_node(target);
             let broken = NodeKind::Broken(failed("a promise resolved to itself"));
             (self.graph.new_node(broken), Via::Nothing)
+        } else if matches!(
+            self.graph.kind(latest),
+            Some(NodeKind::Broken(_) | NodeKind::Null)
+        ) {
+            // A loopback descriptor naming an answer of ours that already failed: there is
+            // nothing for calls to reach, so nothing to embargo (and the peer, whose copy of
+            // that capability has failed too, would refuse a `Disembargo`).
+            (target, Via::Nothing)
         } else {
             (target, via)
         };
@@ -747,12 +847,14 @@ impl Vat {
             self.drop_node(target);
             return;
         };
+        let mut queued = 0;
         let old = std::mem::replace(
             &mut n.kind,
             NodeKind::Forward {
                 to: target,
                 embargo: None,
                 import: None,
+                resolved_by: None,
             },
         );
         match old {
@@ -798,8 +900,14 @@ impl Vat {
                 } else if used && via == Via::ThirdParty {
                     self.embargo_handoff(peer, old_target, target);
                 }
-                if let Some(NodeKind::Forward { import: imp, .. }) = self.graph.kind_mut(node) {
+                if let Some(NodeKind::Forward {
+                    import: imp,
+                    resolved_by,
+                    ..
+                }) = self.graph.kind_mut(node)
+                {
                     *imp = import.map(|id| (peer, id));
+                    *resolved_by = Some(peer);
                 }
                 if let Some(r) = hold {
                     self.drop_results(r);
@@ -808,6 +916,7 @@ impl Vat {
             NodeKind::LocalPromise { results, queue } => {
                 self.forget_local_pipeline(results, node);
                 self.drop_results(results);
+                queued = queue.len();
                 for d in queue {
                     self.deliver(target, d, false);
                 }
@@ -816,7 +925,17 @@ impl Vat {
                 // Settled by the handoff code, which lifts the queue itself.
                 if let Some(NodeKind::Forward { .. }) = self.graph.kind(node) {
                     for d in acc.queue {
-                        self.deliver(target, d, false);
+                        match d {
+                            // A loopback disembargo that waited here: the capability moved to
+                            // a third vat while the sender's calls were on their way, so the
+                            // route no longer leads back to the sender. Everything before it
+                            // has gone on to the new host: reflect it from here.
+                            d @ Delivery::Reflect {
+                                kind: ReflectKind::Loopback(..),
+                                ..
+                            } => self.reflect(d),
+                            d => self.deliver(target, d, false),
+                        }
                     }
                 }
                 self.drop_node(acc.vine);
@@ -831,6 +950,10 @@ impl Vat {
             }
         }
         self.announce_resolution(node, target);
+        // The references the queued calls held.
+        for _ in 0..queued {
+            self.drop_node(node);
+        }
     }
 
     /// Sends a `Resolve` to every peer `node` was exported to as a promise.
@@ -846,17 +969,33 @@ impl Vat {
 
     /// Lifts the embargo of `node`: what waited goes on to its target, in order.
     pub(crate) fn lift_embargo(&mut self, node: NodeId) {
-        let Some(NodeKind::Forward { to, embargo, .. }) = self.graph.kind_mut(node) else {
+        let Some(NodeKind::Forward {
+            to,
+            embargo,
+            resolved_by,
+            ..
+        }) = self.graph.kind_mut(node)
+        else {
             self.drop_node(node);
             return;
         };
-        let to = *to;
+        let (to, resolved_by) = (*to, *resolved_by);
         let Some(e) = embargo.take() else {
             self.drop_node(node);
             return;
         };
         for d in e.queue {
-            self.deliver(to, d, false);
+            match (&d, resolved_by) {
+                // As in `deliver`: a reflect from the peer whose promise this was stops here.
+                (
+                    Delivery::Reflect {
+                        from,
+                        kind: ReflectKind::Loopback(..),
+                    },
+                    Some(p),
+                ) if *from == p => self.reflect(d),
+                _ => self.deliver(to, d, false),
+            }
         }
         if let Some(r) = e.hold {
             self.drop_results(r);

@@ -13,10 +13,19 @@
 //!    sends `Disembargo{accept}` down the old path; Alice passes it on behind those calls as
 //!    `Disembargo{provide: q}` to Carol, who only then returns the `Accept`.
 //!
-//! Identifiers (`AnyPointer`s in the schema) are `Data` blobs: a recipient is a vat ID; a
-//! provision is (introducer, connection epoch, question); a third-party capability ID adds the
-//! provider. The epoch lets Carol refuse provisions from an earlier connection to Alice.
+//! Identifiers (`AnyPointer`s in the schema) are `Data` blobs: a recipient is a vat ID and a
+//! nonce; a provision is (introducer, connection epoch, nonce); a third-party capability ID
+//! adds the provider. The epoch lets Carol refuse provisions from an earlier connection to
+//! Alice. Alice's nonces only grow, and her messages to Carol arrive in order, so an `Accept`
+//! naming a nonce Carol has already seen whose provision is gone (Alice finished it) fails at
+//! once, while one naming a newer nonce waits for its `Provide`.
 //! If Bob cannot reach Carol, or the `Accept` fails, Bob keeps using the vine.
+//!
+//! The vine is an export of its own (a forwarding node), never shared with another export of
+//! the same capability, so that Alice can tell when Bob is done with it: a `Call` or a
+//! `Release` on the vine (or Bob's connection closing) makes Alice `Finish` the `Provide`
+//! (rpc.capnp, `ThirdPartyCapDescriptor.vineId`). Without that a provision that Bob never
+//! picks up would live as long as the connection to Carol.
 
 use super::conn::{AnswerKind, AnswerRec, QuestionKind, QuestionRec};
 use super::graph::{Delivery, NodeId, NodeKind, ResultsId, Via};
@@ -47,24 +56,30 @@ pub(crate) struct Accepting {
 pub(crate) struct ProvisionKey {
     pub introducer: VatId,
     pub epoch: u32,
-    pub question: QuestionId,
+    pub nonce: u64,
 }
+
+/// The encoded length of a [`ProvisionKey`].
+const PROVISION_LEN: usize = 16;
 
 impl ProvisionKey {
     fn encode(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(12);
+        let mut v = Vec::with_capacity(PROVISION_LEN);
         v.extend_from_slice(&self.introducer.to_le_bytes());
         v.extend_from_slice(&self.epoch.to_le_bytes());
-        v.extend_from_slice(&self.question.to_le_bytes());
+        v.extend_from_slice(&self.nonce.to_le_bytes());
         v
     }
 
     fn decode(b: &[u8]) -> Option<Self> {
+        if b.len() != PROVISION_LEN {
+            return None;
+        }
         let word = |i: usize| Some(u32::from_le_bytes(b.get(i..i + 4)?.try_into().ok()?));
         Some(ProvisionKey {
             introducer: word(0)?,
             epoch: word(4)?,
-            question: word(8)?,
+            nonce: u64::from_le_bytes(b.get(8..16)?.try_into().ok()?),
         })
     }
 }
@@ -74,6 +89,8 @@ impl ProvisionKey {
 pub(crate) struct Provision {
     node: NodeId,
     recipient: VatId,
+    /// The introducer's `Provide` question.
+    question: QuestionId,
     /// An embargoed `Accept` waiting for the introducer's `Disembargo{provide}`.
     held: Option<ResultsId>,
     disembargoed: bool,
@@ -91,6 +108,10 @@ struct Waiting {
 pub(crate) struct Handoff {
     provisions: BTreeMap<ProvisionKey, Provision>,
     waiting: BTreeMap<ProvisionKey, Waiting>,
+    /// Carol's side: the newest provision nonce each introducer (per connection epoch) sent.
+    newest: BTreeMap<(VatId, u32), u64>,
+    /// Alice's side: the next provision nonce.
+    next_nonce: u64,
     /// Handoff nodes whose `Accept` has not been sent yet.
     to_accept: Vec<NodeId>,
 }
@@ -125,12 +146,33 @@ impl Vat {
         let conn = self.conns.get_mut(&host)?;
         let epoch = conn.epoch;
         let question = conn.questions.ask().ok()?;
+        let nonce = self.handoff.next_nonce;
+        self.handoff.next_nonce += 1;
+        // The vine: a node of its own, so that its export is not shared.
+        self.graph.add_ref(node);
+        let vine = self.graph.new_node(NodeKind::Forward {
+            to: node,
+            embargo: None,
+            import: None,
+            resolved_by: None,
+        });
+        let Some(vine_id) = self.export_node(peer, vine) else {
+            self.drop_node(vine);
+            return None;
+        };
+        // The export holds the vine now.
+        self.drop_node(vine);
+        if let Some(conn) = self.conns.get_mut(&peer) {
+            conn.vines.insert(vine_id, (host, question));
+        }
+        let conn = self.conns.get_mut(&host)?;
         conn.question_recs.insert(
             question,
             QuestionRec {
                 kind: QuestionKind::Provide {
                     node,
                     recipient: peer,
+                    vine: vine_id,
                 },
                 param_exports: Vec::new(),
             },
@@ -141,14 +183,15 @@ impl Vat {
             Message::Provide(Provide {
                 question_id: question,
                 target: MessageTarget::ImportedCap(import),
-                recipient: AnyValue::Data(peer.to_le_bytes().to_vec()),
+                recipient: AnyValue::Data(
+                    [peer.to_le_bytes().as_slice(), &nonce.to_le_bytes()].concat(),
+                ),
             }),
         );
-        let vine_id = self.export_node(peer, node)?;
         let key = ProvisionKey {
             introducer: self.id,
             epoch,
-            question,
+            nonce,
         };
         let mut id = host.to_le_bytes().to_vec();
         id.extend_from_slice(&key.encode());
@@ -156,6 +199,51 @@ impl Vat {
             id: AnyValue::Data(id),
             vine_id,
         })
+    }
+
+    /// Alice's side: Bob (`peer`) called or released the vine `id`: he is done with it, so
+    /// the `Provide` it stands for is closed.
+    pub(crate) fn vine_touched(&mut self, peer: VatId, id: crate::wire::ExportId) {
+        if let Some((host, question)) = self.conns.get_mut(&peer).and_then(|c| c.vines.remove(&id))
+        {
+            self.close_provide(host, question, peer, id);
+        }
+    }
+
+    /// Alice's side: finishes the `Provide` `question` to `host` for `recipient`'s vine `id`,
+    /// unless it is already finished.
+    pub(crate) fn close_provide(
+        &mut self,
+        host: VatId,
+        question: QuestionId,
+        peer: VatId,
+        id: crate::wire::ExportId,
+    ) {
+        let open = self.conns.get(&host).is_some_and(|c| {
+            matches!(
+                c.question_recs.get(&question).map(|r| r.kind),
+                Some(QuestionKind::Provide { recipient, vine, .. }) if recipient == peer && vine == id
+            ) && c.questions.get(question).is_some_and(|s| !s.finish_sent)
+        });
+        if open {
+            self.finish_plain(host, question);
+        }
+    }
+
+    /// Alice's side: the `Provide` `question` to `host` is over; its vine no longer stands for
+    /// it.
+    pub(crate) fn forget_vine(
+        &mut self,
+        host: VatId,
+        question: QuestionId,
+        recipient: VatId,
+        vine: crate::wire::ExportId,
+    ) {
+        if let Some(conn) = self.conns.get_mut(&recipient)
+            && conn.vines.get(&vine) == Some(&(host, question))
+        {
+            conn.vines.remove(&vine);
+        }
     }
 
     /// Bob's side: a `thirdPartyHosted` descriptor from `peer`.
@@ -169,7 +257,7 @@ impl Vat {
         let parsed = data(id).and_then(|b| {
             let provider = u32::from_le_bytes(b.get(0..4)?.try_into().ok()?);
             let key = ProvisionKey::decode(b.get(4..)?)?;
-            (b.len() == 16).then_some((provider, key))
+            Some((provider, key))
         });
         let Some((provider, provision)) = parsed else {
             self.drop_node(vine);
@@ -321,15 +409,30 @@ impl Vat {
         host: VatId,
         target: MessageTarget,
     ) {
+        let finished = |conn: &super::conn::Conn, q: QuestionId| {
+            conn.questions.get(q).is_none_or(|s| s.finish_sent)
+        };
+        let withdrawn = self.conns.get(&host).is_some_and(|conn| {
+            conn.question_recs.iter().any(|(q, rec)| match rec.kind {
+                QuestionKind::Provide {
+                    node: n, recipient, ..
+                } => recipient == from && self.graph.latest(n) == node && finished(conn, *q),
+                _ => false,
+            })
+        });
+        if withdrawn {
+            // We already finished that Provide (the recipient released or called the vine):
+            // the provision is gone at the provider, and so is the embargo's purpose.
+            return;
+        }
         let question = self.conns.get(&host).and_then(|conn| {
             conn.question_recs
                 .iter()
+                .filter(|(q, _)| !finished(conn, **q))
                 .find_map(|(q, rec)| match rec.kind {
-                    QuestionKind::Provide { node: n, recipient }
-                        if recipient == from && self.graph.latest(n) == node =>
-                    {
-                        Some(*q)
-                    }
+                    QuestionKind::Provide {
+                        node: n, recipient, ..
+                    } if recipient == from && self.graph.latest(n) == node => Some(*q),
                     _ => None,
                 })
         });
@@ -350,8 +453,14 @@ impl Vat {
 
     /// Carol's side: a `Provide` from the introducer `peer`.
     pub(crate) fn on_provide(&mut self, peer: VatId, p: Provide) -> Result<(), ProtocolError> {
-        let recipient = data(&p.recipient)
-            .and_then(|b| Some(u32::from_le_bytes(b.try_into().ok()?)))
+        let (recipient, nonce) = data(&p.recipient)
+            .filter(|b| b.len() == 12)
+            .and_then(|b| {
+                Some((
+                    u32::from_le_bytes(b.get(0..4)?.try_into().ok()?),
+                    u64::from_le_bytes(b.get(4..12)?.try_into().ok()?),
+                ))
+            })
             .ok_or_else(|| violation("malformed Provide.recipient"))?;
         let conn = self.conns.get_mut(&peer).ok_or(ProtocolError::Closed)?;
         conn.answers.on_question(p.question_id)?;
@@ -365,14 +474,26 @@ impl Vat {
         let key = ProvisionKey {
             introducer: peer,
             epoch: conn.epoch,
-            question: p.question_id,
+            nonce,
         };
+        // The peer chose the nonce: the last one has no successor.
+        let Some(next) = nonce.checked_add(1) else {
+            return Err(violation(format!("Provide nonce {nonce} is out of range")));
+        };
+        let newest = self.handoff.newest.entry((peer, key.epoch)).or_insert(0);
+        if nonce < *newest || self.handoff.provisions.contains_key(&key) {
+            return Err(violation(format!(
+                "Provide nonce {nonce} is not newer than the last one"
+            )));
+        }
+        *newest = next;
         let node = self.target_node(peer, &p.target, "Provide.target")?;
         self.handoff.provisions.insert(
             key,
             Provision {
                 node,
                 recipient,
+                question: p.question_id,
                 held: None,
                 disembargoed: false,
             },
@@ -386,7 +507,6 @@ impl Vat {
     /// Carol's side: an `Accept` from `peer`.
     pub(crate) fn on_accept(&mut self, peer: VatId, a: Accept) -> Result<(), ProtocolError> {
         let key = data(&a.provision)
-            .filter(|b| b.len() == 12)
             .and_then(ProvisionKey::decode)
             .ok_or_else(|| violation("malformed Accept.provision"))?;
         let conn = self.conns.get_mut(&peer).ok_or(ProtocolError::Closed)?;
@@ -414,9 +534,14 @@ impl Vat {
             .conns
             .get(&key.introducer)
             .is_some_and(|c| c.epoch == key.epoch);
-        if introducer_live {
+        let provide_to_come = self
+            .handoff
+            .newest
+            .get(&(key.introducer, key.epoch))
+            .is_none_or(|&newest| key.nonce >= newest);
+        if introducer_live && provide_to_come {
             // The Provide is still on its way.
-            self.handoff.waiting.insert(
+            let earlier = self.handoff.waiting.insert(
                 key,
                 Waiting {
                     from: peer,
@@ -424,6 +549,14 @@ impl Vat {
                     embargo: a.embargo,
                 },
             );
+            if let Some(old) = earlier {
+                // As for a held Accept (`accept_provision`): the newer one waits instead.
+                self.settle(old.results, Err(failed("accepted twice")));
+                self.drop_results(old.results);
+            }
+        } else if introducer_live {
+            self.settle(results, Err(failed("the provision was withdrawn")));
+            self.drop_results(results);
         } else {
             self.settle(
                 results,
@@ -467,7 +600,7 @@ impl Vat {
         let Some(p) = self.handoff.provisions.get(&key) else {
             return;
         };
-        let node = p.node;
+        let (node, question) = (p.node, p.question);
         self.graph.add_ref(node);
         self.settle(results, Ok((AnyValue::Capability(0), vec![node])));
         self.drop_results(results);
@@ -479,7 +612,7 @@ impl Vat {
         if live {
             self.send_return_result(
                 key.introducer,
-                key.question,
+                question,
                 ReturnResult::Results(crate::wire::Payload::default()),
                 Vec::new(),
             );
@@ -492,15 +625,12 @@ impl Vat {
         peer: VatId,
         question: QuestionId,
     ) -> Result<(), ProtocolError> {
-        let epoch = self.conns.get(&peer).ok_or(ProtocolError::Closed)?.epoch;
-        let key = ProvisionKey {
-            introducer: peer,
-            epoch,
-            question,
-        };
-        let p = self.handoff.provisions.get_mut(&key).ok_or_else(|| {
+        let key = self.provision_of(peer, question).ok_or_else(|| {
             violation(format!("Disembargo.provide for unknown Provide {question}"))
         })?;
+        let Some(p) = self.handoff.provisions.get_mut(&key) else {
+            return Ok(());
+        };
         p.disembargoed = true;
         if let Some(results) = p.held.take() {
             self.complete_accept(key, results);
@@ -510,15 +640,19 @@ impl Vat {
 
     /// Carol's side: the `Provide` answer `question` from `peer` is gone.
     pub(crate) fn drop_provision(&mut self, peer: VatId, question: QuestionId) {
-        let Some(epoch) = self.conns.get(&peer).map(|c| c.epoch) else {
-            return;
-        };
-        let key = ProvisionKey {
-            introducer: peer,
-            epoch,
-            question,
-        };
-        self.remove_provision(key);
+        if let Some(key) = self.provision_of(peer, question) {
+            self.remove_provision(key);
+        }
+    }
+
+    /// The provision made by `peer`'s `Provide` question `question` on the current connection.
+    fn provision_of(&self, peer: VatId, question: QuestionId) -> Option<ProvisionKey> {
+        let epoch = self.conns.get(&peer)?.epoch;
+        self.handoff
+            .provisions
+            .iter()
+            .find(|(k, p)| k.introducer == peer && k.epoch == epoch && p.question == question)
+            .map(|(k, _)| *k)
     }
 
     fn remove_provision(&mut self, key: ProvisionKey) {
@@ -543,6 +677,9 @@ impl Vat {
         for key in keys {
             self.remove_provision(key);
         }
+        self.handoff
+            .newest
+            .retain(|&(introducer, _), _| introducer != peer);
         let waiting: Vec<ProvisionKey> = self
             .handoff
             .waiting

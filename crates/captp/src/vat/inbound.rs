@@ -7,7 +7,8 @@ use super::{RpcBug, Vat, VatEvent, VatId, disconnected, failed};
 use crate::error::ProtocolError;
 use crate::wire::{
     AnyValue, Call, Disembargo, DisembargoContext, Exception, ExceptionType, Finish, Message,
-    MessageTarget, Release, Resolution, Resolve, Return, ReturnResult, SendResultsTo,
+    MessageTarget, PromisedAnswer, Release, Resolution, Resolve, Return, ReturnResult,
+    SendResultsTo,
 };
 
 impl Vat {
@@ -18,7 +19,13 @@ impl Vat {
         if !self.conns.contains_key(&peer) {
             return Err(ProtocolError::Closed);
         }
-        let result = self.dispatch(peer, msg);
+        self.routing_errors.clear();
+        let mut result = self.dispatch(peer, msg);
+        // A violation found while routing the message aborted the connection then and there;
+        // it is this message's error too.
+        if let Some((_, e)) = self.routing_errors.drain(..).find(|(p, _)| *p == peer) {
+            result = Err(e);
+        }
         if let Err(e) = &result {
             self.abort(peer, e.to_exception());
         }
@@ -51,7 +58,13 @@ impl Vat {
 
     /// Aborts the connection to `peer` because of a protocol error found while routing.
     pub(crate) fn protocol_error(&mut self, peer: VatId, reason: &str) {
-        self.abort(peer, failed(reason));
+        if self.conns.contains_key(&peer) {
+            let e = ProtocolError::PeerViolation {
+                what: reason.into(),
+            };
+            self.abort(peer, e.to_exception());
+            self.routing_errors.push((peer, e));
+        }
     }
 
     fn abort(&mut self, peer: VatId, reason: Exception) {
@@ -145,7 +158,15 @@ impl Vat {
                 };
                 let mut caps = Vec::new();
                 for desc in &call.params.cap_table {
-                    caps.push(self.import_cap(peer, desc)?.0);
+                    match self.import_cap(peer, desc) {
+                        Ok((node, _)) => caps.push(node),
+                        Err(e) => {
+                            for c in caps {
+                                self.drop_node(c);
+                            }
+                            return Err(e);
+                        }
+                    }
                 }
                 for c in caps {
                     self.drop_node(c);
@@ -155,6 +176,24 @@ impl Vat {
             }
         };
         let results = self.new_answer(peer, call.question_id, yourself)?;
+        // The call's own question does not exist until the call has been taken in: a call
+        // that waited on its own results would never run, and would hold itself alive.
+        let own = |pa: &PromisedAnswer| pa.question_id == call.question_id;
+        if matches!(&call.target, MessageTarget::PromisedAnswer(pa) if own(pa))
+            || call
+                .params
+                .cap_table
+                .iter()
+                .any(|d| matches!(d, crate::wire::CapDescriptor::ReceiverAnswer(pa) if own(pa)))
+        {
+            return Err(ProtocolError::NoSuchAnswer {
+                id: call.question_id,
+                used_in: "Call (its own question, not yet asked)",
+            });
+        }
+        if let MessageTarget::ImportedCap(id) = call.target {
+            self.vine_touched(peer, id);
+        }
         let mut caps = Vec::with_capacity(call.params.cap_table.len());
         for desc in &call.params.cap_table {
             match self.import_cap(peer, desc) {
@@ -252,8 +291,13 @@ impl Vat {
                     }
                 }
             }
-            Some(QuestionKind::Provide { node, .. }) => {
+            Some(QuestionKind::Provide {
+                node,
+                recipient,
+                vine,
+            }) => {
                 // The recipient has the capability: the provision can go.
+                self.forget_vine(peer, q, recipient, vine);
                 if !retired {
                     self.finish_plain(peer, q);
                 }
@@ -446,6 +490,7 @@ impl Vat {
     }
 
     fn on_release(&mut self, peer: VatId, release: Release) -> Result<(), ProtocolError> {
+        self.vine_touched(peer, release.id);
         self.release_export(peer, release.id, release.reference_count)
     }
 
@@ -471,7 +516,7 @@ impl Vat {
                 let node = self.target_node(peer, &d.target, "Disembargo.target")?;
                 let reflect = Delivery::Reflect {
                     from: peer,
-                    kind: ReflectKind::Loopback(id),
+                    kind: ReflectKind::Loopback(id, d.target.clone()),
                 };
                 self.deliver(node, reflect, true);
                 self.drop_node(node);
@@ -537,7 +582,11 @@ impl Vat {
             return;
         };
         let lost = disconnected(&format!("connection to vat {peer} lost: {}", reason.reason));
-        for (_, rec) in conn.question_recs {
+        // The recipient of our provisions is gone: it will not pick them up.
+        for (&vine, &(host, question)) in &conn.vines {
+            self.close_provide(host, question, peer, vine);
+        }
+        for (q, rec) in conn.question_recs {
             match rec.kind {
                 QuestionKind::Call {
                     results: Some(r), ..
@@ -555,7 +604,14 @@ impl Vat {
                     }
                 }
                 QuestionKind::Call { results: None, .. } => {}
-                QuestionKind::Provide { node, .. } => self.drop_node(node),
+                QuestionKind::Provide {
+                    node,
+                    recipient,
+                    vine,
+                } => {
+                    self.forget_vine(peer, q, recipient, vine);
+                    self.drop_node(node);
+                }
                 QuestionKind::Accept { node } => self.accept_failed(node),
             }
         }
