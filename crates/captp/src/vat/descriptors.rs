@@ -174,6 +174,28 @@ impl Vat {
         })
     }
 
+    /// The nodes (new references) a received cap table designates, with where each lives; on
+    /// an error, the ones already taken are given back.
+    pub(crate) fn import_cap_table(
+        &mut self,
+        peer: VatId,
+        table: &[CapDescriptor],
+    ) -> Result<Vec<(NodeId, Via)>, ProtocolError> {
+        let mut taken = Vec::with_capacity(table.len());
+        for desc in table {
+            match self.import_cap(peer, desc) {
+                Ok(t) => taken.push(t),
+                Err(e) => {
+                    for (node, _) in taken {
+                        self.drop_node(node);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(taken)
+    }
+
     /// Sends a call down a connection as a new question.
     pub(crate) fn send_call(&mut self, peer: VatId, target: MessageTarget, call: CallMsg) {
         if !self.conns.contains_key(&peer) {

@@ -361,10 +361,11 @@ impl Vat {
         let outcome = match result {
             ReturnResult::Results(payload) => {
                 let index = payload.content.cap_index_at(&[]).map(|i| i as usize);
-                let mut caps = Vec::new();
-                for desc in &payload.cap_table {
-                    caps.push(self.import_cap(peer, desc)?.0);
-                }
+                let caps: Vec<NodeId> = self
+                    .import_cap_table(peer, &payload.cap_table)?
+                    .into_iter()
+                    .map(|(node, _)| node)
+                    .collect();
                 let cap = index.and_then(|i| caps.get(i).copied());
                 for &c in &caps {
                     if Some(c) != cap {

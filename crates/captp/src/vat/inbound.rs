@@ -156,20 +156,8 @@ impl Vat {
                     kind: ExceptionType::Unimplemented,
                     trace: String::new(),
                 };
-                let mut caps = Vec::new();
-                for desc in &call.params.cap_table {
-                    match self.import_cap(peer, desc) {
-                        Ok((node, _)) => caps.push(node),
-                        Err(e) => {
-                            for c in caps {
-                                self.drop_node(c);
-                            }
-                            return Err(e);
-                        }
-                    }
-                }
-                for c in caps {
-                    self.drop_node(c);
+                for (node, _) in self.import_cap_table(peer, &call.params.cap_table)? {
+                    self.drop_node(node);
                 }
                 self.settle(results, Err(e));
                 return Ok(());
@@ -194,18 +182,11 @@ impl Vat {
         if let MessageTarget::ImportedCap(id) = call.target {
             self.vine_touched(peer, id);
         }
-        let mut caps = Vec::with_capacity(call.params.cap_table.len());
-        for desc in &call.params.cap_table {
-            match self.import_cap(peer, desc) {
-                Ok((node, _)) => caps.push(node),
-                Err(e) => {
-                    for c in caps {
-                        self.drop_node(c);
-                    }
-                    return Err(e);
-                }
-            }
-        }
+        let caps: Vec<NodeId> = self
+            .import_cap_table(peer, &call.params.cap_table)?
+            .into_iter()
+            .map(|(node, _)| node)
+            .collect();
         let target = match self.target_node(peer, &call.target, "Call.target") {
             Ok(t) => t,
             Err(e) => {
@@ -284,8 +265,7 @@ impl Vat {
                 } else {
                     // We cancelled: give back whatever came.
                     if let ReturnResult::Results(p) = ret.result {
-                        for desc in &p.cap_table {
-                            let (node, _) = self.import_cap(peer, desc)?;
+                        for (node, _) in self.import_cap_table(peer, &p.cap_table)? {
                             self.drop_node(node);
                         }
                     }
@@ -325,22 +305,10 @@ impl Vat {
             .map_or(0, |(_, q)| q);
         match result {
             ReturnResult::Results(payload) => {
-                let mut caps = Vec::with_capacity(payload.cap_table.len());
-                let mut vias = Vec::with_capacity(payload.cap_table.len());
-                for desc in &payload.cap_table {
-                    match self.import_cap(peer, desc) {
-                        Ok((node, via)) => {
-                            caps.push(node);
-                            vias.push(via);
-                        }
-                        Err(e) => {
-                            for c in caps {
-                                self.drop_node(c);
-                            }
-                            return Err(e);
-                        }
-                    }
-                }
+                let (caps, vias): (Vec<NodeId>, Vec<Via>) = self
+                    .import_cap_table(peer, &payload.cap_table)?
+                    .into_iter()
+                    .unzip();
                 self.settle_via(results, Ok((payload.content, caps)), Via::Peer, &vias);
             }
             ReturnResult::Exception(e) => self.settle(results, Err(e)),
