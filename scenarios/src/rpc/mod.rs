@@ -105,22 +105,18 @@ macro_rules! bug {
     };
 }
 
-// Not offered yet (planted in the engine, reachable through `RpcBug`, but not found reliably
-// within 0..10000 under both strategies: measured in docs/performance.md; a bug offered to
-// `--plant` must be found there):
-// - `rpc-forward-to-latest` (`RpcBug::ForwardToLatest`, mirage/capnp-rpc#59, the C++ Tribble
-//   race): calls on a resolved promise skip to its latest resolution. It needs a vat that
-//   forwards a peer's calls through its own promise to a third vat while that promise is
-//   embargoed (rpc-three-vat); found there at one seed in several thousand.
-// - `rpc-no-recursive-embargo` (`RpcBug::NoRecursiveEmbargo`, mirage/capnp-rpc#78): a promise
-//   resolving to another promise does not pass on that calls went through it.
-
 static TWO_PARTY_BUGS: &[PlantedBug] = &[
     bug!(
         "rpc-skip-loopback-embargo",
         "rpc-two-party",
         "a promise that resolves back into the caller's vat is not embargoed",
         "mirage/capnp-rpc PR #20 calibration (local-embargo check disabled); capnproto commit 6f77d092"
+    ),
+    bug!(
+        "rpc-no-recursive-embargo",
+        "rpc-two-party",
+        "a promise resolving to another promise of the same peer does not pass on that calls went through it, so no embargo is raised when that one resolves back",
+        "mirage/capnp-rpc#78"
     ),
     bug!(
         "rpc-disembargo-non-loopback",
@@ -141,6 +137,13 @@ static TWO_PARTY_BUGS: &[PlantedBug] = &[
         "rpc.capnp reference-count rule; go-capnp lifecycle oracle (Release never exceeding the count)"
     ),
 ];
+
+static THREE_VAT_BUGS: &[PlantedBug] = &[bug!(
+    "rpc-forward-to-latest",
+    "rpc-three-vat",
+    "a call arriving from a peer skips to the latest resolution of its target, past the embargo on the path it named",
+    "mirage/capnp-rpc#59 (fixed by \"forward to the named destination; re-embargo when needed\"); the C++ Tribble 4-way race"
+)];
 
 static HANDOFF_BUGS: &[PlantedBug] = &[bug!(
     "rpc-accept-without-embargo",
@@ -166,7 +169,7 @@ pub static THREE_VAT: RpcShape = RpcShape {
     faults: true,
     echo_bias: 3,
     steps: (60, 240),
-    bugs: &[],
+    bugs: THREE_VAT_BUGS,
 };
 
 pub static HANDOFF: RpcShape = RpcShape {
@@ -229,18 +232,34 @@ impl Scenario for RpcShape {
                 bug,
             })
             .collect();
-        // Swarm testing: each run scales every action's weight by 1–4 (delivery, calls and
-        // answers) or 0–4 (the rest), so some runs leave whole actions out.
+        // Swarm testing: each run scales every action's weight by 1–4 (delivery, calls,
+        // answers, bootstrap and echo, without which a run does little across vats) or 0–4
+        // (the rest), so some runs leave whole actions out.
         let mix = ActionMix::new(|a| {
             let lo = match a {
-                Action::Deliver | Action::Call | Action::Answer => 1,
+                Action::Deliver
+                | Action::Call
+                | Action::Answer
+                | Action::Bootstrap
+                | Action::Echo => 1,
                 _ => 0,
             };
             let bias = if a == Action::Echo { self.echo_bias } else { 1 };
             setup.derive(&format!("rpc_mix_{}", a.name()), lo, 4) * bias
         });
+        // Asymmetric links: each direction's share of the deliveries is 1–8, so in some runs
+        // one direction lags far behind the other (the races embargoes exist for).
+        let speeds = links
+            .pairs()
+            .into_iter()
+            .flat_map(|(a, b)| [(a, b), (b, a)])
+            .map(|(from, to)| {
+                let speed = setup.derive(&format!("rpc_speed_{from}_{to}"), 1, 8);
+                ((from, to), speed)
+            })
+            .collect();
         let world = std::rc::Rc::new(std::cell::RefCell::new(World::new(
-            configs, links, max_delay, mix,
+            configs, links, max_delay, mix, speeds,
         )));
         let ctx = setup.ctx();
         let w = world.clone();

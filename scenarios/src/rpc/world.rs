@@ -65,6 +65,9 @@ struct App {
     answers: Vec<Option<HeldAnswer>>,
     owed: Vec<Owed>,
     next_object: u64,
+    /// The slot this vat called last: applications call the same capability again and
+    /// again, and E-order is about such runs of calls.
+    last_called: Option<usize>,
 }
 
 /// What a workload step does.
@@ -153,6 +156,8 @@ impl ActionMix {
 pub struct World {
     pub net: Net,
     mix: ActionMix,
+    /// Each direction's share of the deliveries.
+    speeds: BTreeMap<(VatId, VatId), u64>,
     apps: Vec<App>,
     eorder: EOrder,
     calls: BTreeMap<(u64, u64), CallInfo>,
@@ -187,9 +192,18 @@ fn object_id(vat: VatId, n: u64) -> u64 {
 }
 
 impl World {
-    pub fn new(configs: Vec<VatConfig>, links: Links, max_delay: u64, mix: ActionMix) -> Self {
+    /// `speeds` gives each direction's share of the deliveries (a direction missing from it
+    /// has share 1).
+    pub fn new(
+        configs: Vec<VatConfig>,
+        links: Links,
+        max_delay: u64,
+        mix: ActionMix,
+        speeds: BTreeMap<(VatId, VatId), u64>,
+    ) -> Self {
         let n = configs.len();
         let mut w = World {
+            speeds,
             net: Net::new(configs, links, max_delay),
             mix,
             apps: (0..n).map(|_| App::default()).collect(),
@@ -213,6 +227,7 @@ impl World {
         app.caps = (0..SLOTS).map(|_| None).collect();
         app.answers = (0..SLOTS).map(|_| None).collect();
         app.owed.clear();
+        app.last_called = None;
         // Object 0 of each vat is its bootstrap probe.
         app.next_object = app.next_object.max(1);
         self.net.vats[v as usize].set_bootstrap(object_id(v, 0));
@@ -226,6 +241,15 @@ impl World {
         let r = self.next_reference;
         self.next_reference += 1;
         r
+    }
+
+    /// A capability to a fresh probe object of vat `v`'s own, and its shadow.
+    fn fresh_object(&mut self, v: VatId) -> (CapRef, ShadowId) {
+        let app = &mut self.apps[v as usize];
+        let object = object_id(v, app.next_object);
+        app.next_object += 1;
+        let shadow = self.eorder.object(object);
+        (self.vat(v).local_cap(object), shadow)
     }
 
     /// Stores a capability in a slot, releasing whatever was there.
@@ -355,6 +379,7 @@ impl World {
         };
         let (reference, seq, target) = (held.reference, held.next_seq, held.shadow);
         held.next_seq += 1;
+        app.last_called = Some(slot);
         let arg_shadow = arg.and_then(|a| app.caps[a].as_ref().map(|h| h.shadow));
         // A fresh answer: nothing waits for it yet, so this closes no cycle.
         self.waits.add(answer_shadow, target);
@@ -409,16 +434,27 @@ impl World {
     }
 
     /// Answers the oldest (or a chosen) call owed by vat `v`.
-    fn answer(&mut self, v: VatId, index: usize, how: u64, slot: usize) {
+    ///
+    /// `how` picks the kind of answer; `defer` (in `0..4`) turns half of the "return the
+    /// argument" answers into "return a promise for the argument", and picks whether such a
+    /// promise is handed on to a fresh helper object or to the capability in `slot`.
+    fn answer(&mut self, v: VatId, index: usize, how: u64, slot: usize, defer: u64) {
         let app = &mut self.apps[v as usize];
         if app.owed.is_empty() {
             return;
         }
         let mut owed = app.owed.remove(index % app.owed.len());
+        let how = if how == 0 && defer >= 2 && owed.arg.is_some() {
+            5
+        } else {
+            how
+        };
+        let helper = defer.is_multiple_of(2);
         let results = call_results(owed.earlier);
-        // Only "return the argument" keeps it; every other answer gives it back first.
+        // Only "return the argument" and "answer with a promise" keep it; every other answer
+        // gives it back first.
         let arg = match (how, owed.arg.take()) {
-            (0 | 1, arg) => arg,
+            (0 | 1 | 5, arg) => arg,
             (_, Some((cap, _))) => {
                 self.vat(v).release(cap);
                 None
@@ -430,13 +466,7 @@ impl World {
             0 | 1 => {
                 let (cap, shadow) = match arg {
                     Some(arg) => arg,
-                    None => {
-                        let app = &mut self.apps[v as usize];
-                        let object = object_id(v, app.next_object);
-                        app.next_object += 1;
-                        let shadow = self.eorder.object(object);
-                        (self.vat(v).local_cap(object), shadow)
-                    }
+                    None => self.fresh_object(v),
                 };
                 self.return_cap(v, &owed, results, cap, shadow)
             }
@@ -517,6 +547,34 @@ impl World {
                     .vat(v)
                     .return_exception(owed.call, "no capability to call"),
             },
+            // Answer with a promise: hand the work (and the argument) on to the capability in
+            // `slot`, or to a fresh helper object of this vat's own, and return a pipeline on
+            // that call's answer. The caller holds a promise this vat hosts, which settles
+            // when the handed-on call does: often into a capability of the caller's own, after
+            // the caller has already pipelined calls through it (mirage/capnp-rpc#78's shape,
+            // and #59's when the handed-on call goes to a third vat).
+            5 => {
+                let (arg_slot, answer_slot) = ((slot + 1) % SLOTS, (slot + 2) % SLOTS);
+                if helper || self.apps[v as usize].caps[slot].is_none() {
+                    let (cap, shadow) = self.fresh_object(v);
+                    self.store_cap(v, slot, cap, shadow);
+                }
+                let has_arg = arg.is_some();
+                if let Some((cap, shadow)) = arg {
+                    self.store_cap(v, arg_slot, cap, shadow);
+                }
+                self.call(v, slot, has_arg.then_some(arg_slot), answer_slot);
+                match self.apps[v as usize].answers[answer_slot].as_ref() {
+                    Some(a) => {
+                        let shadow = a.cap_shadow;
+                        let promise = self.net.vats[v as usize].pipeline(&a.answer, a.path);
+                        self.return_cap(v, &owed, results, promise, shadow)
+                    }
+                    None => self
+                        .vat(v)
+                        .return_exception(owed.call, "no call to hand the work on to"),
+                }
+            }
             _ => self.vat(v).return_exception(owed.call, "probe refused"),
         };
         if let Err(e) = result {
@@ -538,22 +596,32 @@ impl World {
             Action::NewObject => {
                 // A fresh object of this vat's own, to pass around: what comes back to its
                 // host through a peer is what needs the loopback embargo.
-                let app = &mut self.apps[v as usize];
-                let object = object_id(v, app.next_object);
-                app.next_object += 1;
-                let shadow = self.eorder.object(object);
-                let cap = self.vat(v).local_cap(object);
+                let (cap, shadow) = self.fresh_object(v);
                 self.store_cap(v, slot, cap, shadow);
             }
             Action::Deliver => {
+                // A direction's chance is its share: a slow direction lags behind the others.
                 let ready = self.net.ready(self.now);
-                if !ready.is_empty() {
-                    let (from, to) = ready[ctx.choose(ready.len() as u64) as usize];
-                    self.net.deliver(from, to);
+                let speed = |k: &(VatId, VatId)| self.speeds.get(k).copied().unwrap_or(1);
+                let total: u64 = ready.iter().map(speed).sum();
+                if total > 0 {
+                    let mut r = ctx.choose(total);
+                    for k in &ready {
+                        if r < speed(k) {
+                            self.net.deliver(k.0, k.1);
+                            break;
+                        }
+                        r -= speed(k);
+                    }
                 }
             }
             Action::Call => {
-                // One to three calls in a row on one reference: E-order is about such runs.
+                // One to three calls in a row on one reference, half the time the one this
+                // vat called last: E-order is about such runs.
+                let slot = match self.apps[v as usize].last_called {
+                    Some(last) if ctx.chance(1, 2) => last,
+                    _ => slot,
+                };
                 let arg = ctx.chance(1, 2).then_some(slot2).filter(|&s| s != slot);
                 let burst = 1 + ctx.choose(3) as usize;
                 for i in 0..burst {
@@ -573,11 +641,20 @@ impl World {
                 }
             }
             Action::Answer => {
-                let index = ctx.choose(4) as usize;
-                // Returning the argument half the time: that is how capabilities travel back
-                // to where they live.
-                let how = if ctx.chance(1, 2) { 0 } else { ctx.choose(6) };
-                self.answer(v, index, how, slot);
+                // One to three calls owed by this vat, each picked from all it owes (calls
+                // are made faster than one a step; answering only the oldest would leave the
+                // recent ones, where the races are, to the final drain).
+                for _ in 0..1 + ctx.choose(3) {
+                    let owed = self.apps[v as usize].owed.len() as u64;
+                    if owed == 0 {
+                        break;
+                    }
+                    let index = ctx.choose(owed) as usize;
+                    // Returning the argument half the time: that is how capabilities travel
+                    // back to where they live.
+                    let how = if ctx.chance(1, 2) { 0 } else { ctx.choose(7) };
+                    self.answer(v, index, how, slot, ctx.choose(4));
+                }
             }
             Action::Release => {
                 if let Some(old) = self.apps[v as usize].caps[slot].take() {
@@ -603,21 +680,22 @@ impl World {
             }
             Action::Echo => {
                 // The loopback pattern in one step: send a fresh object of ours out, pipeline
-                // on the answer at once (the callee may well hand it straight back), and hold
-                // the pipelined capability where other actions call or pass it on.
-                let app = &mut self.apps[v as usize];
-                let object = object_id(v, app.next_object);
-                app.next_object += 1;
-                let shadow = self.eorder.object(object);
-                let cap = self.vat(v).local_cap(object);
+                // on the answer at once (the callee may well hand it straight back, or a
+                // promise for it), call through the pipeline before the answer comes, and
+                // hold the pipelined capability where other actions call or pass it on.
+                let (cap, shadow) = self.fresh_object(v);
                 let arg_slot = (slot + 1) % SLOTS;
                 let answer_slot = (slot + 2) % SLOTS;
+                let pipelined_slot = (slot + 3) % SLOTS;
                 self.store_cap(v, arg_slot, cap, shadow);
                 self.call(v, slot, Some(arg_slot), answer_slot);
                 if let Some(a) = self.apps[v as usize].answers[answer_slot].as_ref() {
                     let shadow = a.cap_shadow;
                     let cap = self.net.vats[v as usize].pipeline(&a.answer, a.path);
-                    self.store_cap(v, (slot + 3) % SLOTS, cap, shadow);
+                    self.store_cap(v, pipelined_slot, cap, shadow);
+                    for i in 0..ctx.choose(3) as usize {
+                        self.call(v, pipelined_slot, None, (slot + 4 + i) % SLOTS);
+                    }
                 }
             }
             Action::Introduce => {
@@ -681,7 +759,7 @@ impl World {
                 }
                 if let Some(v) = (0..self.apps.len()).find(|&v| !self.apps[v].owed.is_empty()) {
                     // Answer with a fresh probe so that nothing is left to pipeline on.
-                    self.answer(v as VatId, 0, 0, 0);
+                    self.answer(v as VatId, 0, 0, 0, 0);
                     self.collect(None);
                     continue;
                 }

@@ -70,6 +70,10 @@ pub(crate) struct Conn {
     pub embargoes: BTreeMap<EmbargoId, NodeId>,
     /// Vines exported on this connection: the `Provide` (host, question) each stands for.
     pub vines: BTreeMap<ExportId, (VatId, QuestionId)>,
+    /// Promises exported on this connection that we resolved to a third-party capability:
+    /// the vine of that handoff. An accept-disembargo naming the promise belongs to that
+    /// `Provide`, even when the same capability is being provided to the peer twice.
+    pub resolved_to_vine: BTreeMap<ExportId, ExportId>,
     next_embargo: EmbargoId,
 }
 
@@ -87,6 +91,7 @@ impl Conn {
             import_nodes: BTreeMap::new(),
             embargoes: BTreeMap::new(),
             vines: BTreeMap::new(),
+            resolved_to_vine: BTreeMap::new(),
             next_embargo: 0,
         }
     }

@@ -295,6 +295,7 @@ impl Vat {
             );
         }
         self.drop_nodes(held);
+        self.pipeline_remotely(call.results);
         // The question only points at its results; the message's reference goes, so that the
         // question is finished as soon as nobody else wants the results.
         self.drop_results(call.results);
@@ -453,6 +454,11 @@ impl Vat {
             Some(NodeKind::Broken(e)) => Resolution::Exception(e.clone()),
             _ => Resolution::Cap(self.export_cap(peer, target)),
         };
+        if let Resolution::Cap(CapDescriptor::ThirdPartyHosted { vine_id, .. }) = &resolution
+            && let Some(conn) = self.conns.get_mut(&peer)
+        {
+            conn.resolved_to_vine.insert(export, *vine_id);
+        }
         self.send(
             peer,
             Message::Resolve(Resolve {

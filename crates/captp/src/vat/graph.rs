@@ -57,8 +57,9 @@ pub(crate) enum ReflectKind {
     /// `senderLoopback(id)` on `target` (as the sender named it): reflect as
     /// `receiverLoopback(id)`.
     Loopback(EmbargoId, MessageTarget),
-    /// `accept`: pass on to the provider as `provide`.
-    Accept,
+    /// `accept`: pass on to the provider as `provide`; with the `Provide` (host, question)
+    /// that the named promise's resolution stood for, where we know it.
+    Accept(Option<(VatId, crate::wire::QuestionId)>),
 }
 
 #[derive(Debug, Default)]
@@ -139,6 +140,11 @@ pub(crate) struct Results {
     /// never reused). A later pipelined call must go through them, not straight to the
     /// capability: earlier calls went that way, and an embargo there may hold them.
     pub resolved_pipelines: BTreeMap<Vec<u16>, NodeId>,
+    /// The nodes of `resolved_pipelines` that belong to other results (pipelines taken through
+    /// what these results follow), held while these results live: calls the peer pipelined
+    /// on them went that way, and without the node, the promise's `used` mark and embargo
+    /// would be gone by the time the followed results settle.
+    pub held_pipelines: Vec<NodeId>,
     /// The peer's question these results answer.
     pub return_to: Option<(VatId, AnswerId)>,
     /// Our question that produces them.
@@ -198,6 +204,7 @@ impl Graph {
                 state: ResultsState::Pending,
                 pipelines: BTreeMap::new(),
                 resolved_pipelines: BTreeMap::new(),
+                held_pipelines: Vec::new(),
                 return_to: None,
                 question: None,
                 followers: Vec::new(),
@@ -400,6 +407,27 @@ impl Vat {
         }
     }
 
+    /// A call that waited here while its results were local has just gone to a peer: the
+    /// promises already pipelined on those results go there too, as promised answers, with
+    /// the calls they queued. Left local, they would wait for a `Return` that, for a question
+    /// sent with `sendResultsTo.yourself`, never brings the results here.
+    pub(crate) fn pipeline_remotely(&mut self, results: ResultsId) {
+        let Some(r) = self.graph.results.get(&results) else {
+            return;
+        };
+        let local: Vec<(Vec<u16>, NodeId)> = r
+            .pipelines
+            .iter()
+            .filter(|(_, n)| matches!(self.graph.kind(**n), Some(NodeKind::LocalPromise { .. })))
+            .map(|(path, n)| (path.clone(), *n))
+            .collect();
+        for (path, pnode) in local {
+            self.graph.results_mut(results).pipelines.remove(&path);
+            let remote = self.pipeline_node_of(results, &path);
+            self.resolve_node(pnode, remote, Via::Nothing);
+        }
+    }
+
     fn forget_local_pipeline(&mut self, results: ResultsId, node: NodeId) {
         if let Some(r) = self.graph.results.get_mut(&results) {
             r.pipelines.retain(|_, n| *n != node);
@@ -430,6 +458,9 @@ impl Vat {
         if let Some((peer, q)) = gone.question {
             self.finish_question(peer, q, gone.early_finish);
         }
+        for node in gone.held_pipelines {
+            self.drop_node(node);
+        }
         match gone.state {
             ResultsState::Done { caps, .. } => {
                 for c in caps {
@@ -448,10 +479,10 @@ impl Vat {
         if results != asked {
             // Once `asked` settles (with a copy of what it follows), calls pipelined on it
             // must still go through the node this call took (see `resolved_pipelines`).
-            self.graph
-                .results_mut(asked)
-                .resolved_pipelines
-                .insert(path.to_vec(), node);
+            self.graph.add_ref(node);
+            let r = self.graph.results_mut(asked);
+            r.resolved_pipelines.insert(path.to_vec(), node);
+            r.held_pipelines.push(node);
         }
         node
     }
@@ -635,8 +666,8 @@ impl Vat {
             }
             Delivery::Reflect {
                 from,
-                kind: ReflectKind::Accept,
-            } => self.forward_accept_disembargo(from, node, peer, target),
+                kind: ReflectKind::Accept(provision),
+            } => self.forward_accept_disembargo(from, node, peer, target, provision),
         }
     }
 
@@ -693,7 +724,7 @@ impl Vat {
                 ..
             } if e.kind == crate::wire::ExceptionType::Disconnected => self.reflect(d),
             Delivery::Reflect {
-                kind: ReflectKind::Accept,
+                kind: ReflectKind::Accept(_),
                 ..
             } if e.kind == crate::wire::ExceptionType::Disconnected => {}
             Delivery::Reflect { from, .. } => {
@@ -814,10 +845,10 @@ impl Vat {
         self.graph.results_mut(end).followers.push(results);
         for (path, pnode) in pipelines {
             let target = self.pipeline_node(inner, &path);
-            self.graph
-                .results_mut(results)
-                .resolved_pipelines
-                .insert(path, target);
+            self.graph.add_ref(target);
+            let r = self.graph.results_mut(results);
+            r.resolved_pipelines.insert(path, target);
+            r.held_pipelines.push(target);
             self.resolve_node(pnode, target, via);
         }
     }

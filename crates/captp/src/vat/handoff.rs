@@ -409,10 +409,38 @@ impl Vat {
         node: NodeId,
         host: VatId,
         target: MessageTarget,
+        provision: Option<(VatId, QuestionId)>,
     ) {
         let finished = |conn: &super::conn::Conn, q: QuestionId| {
             conn.questions.get(q).is_none_or(|s| s.finish_sent)
         };
+        // The `Provide` the named promise's resolution stood for, if it is still ours: with
+        // two provisions of one capability to one recipient, the other one is not it.
+        let named = provision.filter(|&(h, _)| h == host).and_then(|(_, q)| {
+            let conn = self.conns.get(&host)?;
+            match conn.question_recs.get(&q)?.kind {
+                QuestionKind::Provide {
+                    node: n, recipient, ..
+                } if recipient == from && self.graph.latest(n) == node => {
+                    Some((q, finished(conn, q)))
+                }
+                _ => None,
+            }
+        });
+        match named {
+            Some((_, true)) => return,
+            Some((q, false)) => {
+                self.send(
+                    host,
+                    Message::Disembargo(Disembargo {
+                        target,
+                        context: DisembargoContext::Provide(q),
+                    }),
+                );
+                return;
+            }
+            None => {}
+        }
         let withdrawn = self.conns.get(&host).is_some_and(|conn| {
             conn.question_recs.iter().any(|(q, rec)| match rec.kind {
                 QuestionKind::Provide {

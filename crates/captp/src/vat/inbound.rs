@@ -470,6 +470,7 @@ impl Vat {
     ) -> Result<(), ProtocolError> {
         let conn = self.conns.get_mut(&peer).ok_or(ProtocolError::Closed)?;
         if let Some(node) = conn.exports.release(id, count)? {
+            conn.resolved_to_vine.remove(&id);
             if let Some(n) = self.graph.node_mut(node) {
                 n.promised_to.remove(&(peer, id));
             }
@@ -501,9 +502,16 @@ impl Vat {
             }
             DisembargoContext::Accept => {
                 let node = self.target_node(peer, &d.target, "Disembargo.target")?;
+                let provision = match &d.target {
+                    MessageTarget::ImportedCap(export) => self.conns.get(&peer).and_then(|c| {
+                        let vine = c.resolved_to_vine.get(export)?;
+                        c.vines.get(vine).copied()
+                    }),
+                    MessageTarget::PromisedAnswer(_) => None,
+                };
                 let reflect = Delivery::Reflect {
                     from: peer,
-                    kind: ReflectKind::Accept,
+                    kind: ReflectKind::Accept(provision),
                 };
                 self.deliver(node, reflect, true);
                 self.drop_node(node);
