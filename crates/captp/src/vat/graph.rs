@@ -479,12 +479,19 @@ impl Vat {
         if results != asked {
             // Once `asked` settles (with a copy of what it follows), calls pipelined on it
             // must still go through the node this call took (see `resolved_pipelines`).
-            self.graph.add_ref(node);
-            let r = self.graph.results_mut(asked);
-            r.resolved_pipelines.insert(path.to_vec(), node);
-            r.held_pipelines.push(node);
+            self.hold_pipeline(asked, path.to_vec(), node);
         }
         node
+    }
+
+    /// Records `node` as the promise pipelined on `results` at `path`, held while `results`
+    /// lives (see `held_pipelines`); a node already recorded there is not held twice.
+    fn hold_pipeline(&mut self, results: ResultsId, path: Vec<u16>, node: NodeId) {
+        let r = self.graph.results_mut(results);
+        if r.resolved_pipelines.insert(path, node) != Some(node) {
+            r.held_pipelines.push(node);
+            self.graph.add_ref(node);
+        }
     }
 
     fn pipeline_node_of(&mut self, results: ResultsId, path: &[u16]) -> NodeId {
@@ -845,10 +852,7 @@ impl Vat {
         self.graph.results_mut(end).followers.push(results);
         for (path, pnode) in pipelines {
             let target = self.pipeline_node(inner, &path);
-            self.graph.add_ref(target);
-            let r = self.graph.results_mut(results);
-            r.resolved_pipelines.insert(path, target);
-            r.held_pipelines.push(target);
+            self.hold_pipeline(results, path, target);
             self.resolve_node(pnode, target, via);
         }
     }
