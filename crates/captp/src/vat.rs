@@ -43,13 +43,19 @@
 //! - A promised-answer path is a list of pointer-field indices into the results content; the
 //!   content names capabilities by index into the cap table (`AnyValue::cap_index_at`).
 
+mod cancel;
 mod conn;
 mod descriptors;
 mod graph;
 mod handoff;
 #[cfg(test)]
 mod hostile_tests;
+mod ids;
 mod inbound;
+mod invariants;
+mod refs;
+mod resolve;
+mod route;
 
 use crate::error::ProtocolError;
 use crate::wire::{AnyValue, Exception, ExceptionType, Message};
@@ -286,6 +292,7 @@ impl Vat {
     /// Gives back a capability.
     pub fn release(&mut self, cap: CapRef) {
         self.drop_node(cap.0);
+        self.check();
     }
 
     /// Asks `peer` for its bootstrap capability; the results hold it as their only capability
@@ -308,6 +315,7 @@ impl Vat {
         let call = self.new_call_msg(interface_id, method_id, content, caps, results);
         self.deliver(target.0, graph::Delivery::Call(call), false);
         self.flush_resolutions();
+        self.check();
         AnswerRef(results)
     }
 
@@ -338,6 +346,7 @@ impl Vat {
     /// it has not returned).
     pub fn finish(&mut self, answer: AnswerRef) {
         self.drop_results(answer.0);
+        self.check();
     }
 
     /// Answers a call to one of our objects.
@@ -358,6 +367,7 @@ impl Vat {
         self.settle(results, Ok((content, caps)));
         self.drop_results(results);
         self.flush_resolutions();
+        self.check();
         Ok(())
     }
 
@@ -367,6 +377,7 @@ impl Vat {
         self.settle(results, Err(failed(reason)));
         self.drop_results(results);
         self.flush_resolutions();
+        self.check();
         Ok(())
     }
 
@@ -376,6 +387,7 @@ impl Vat {
         self.redirect(results, answer.0);
         self.drop_results(results);
         self.flush_resolutions();
+        self.check();
         Ok(())
     }
 
@@ -400,6 +412,7 @@ impl Vat {
         self.drop_results(inner);
         self.drop_results(results);
         self.flush_resolutions();
+        self.check();
         Ok(())
     }
 
@@ -412,6 +425,14 @@ impl Vat {
         };
         self.close(peer, reason, false);
         self.flush_resolutions();
+        self.check();
+    }
+
+    /// The engine's invariants, after every step in debug builds (`invariants.rs`).
+    pub(crate) fn check(&self) {
+        if cfg!(debug_assertions) {
+            self.assert_invariants();
+        }
     }
 
     fn take_call(&mut self, call: CallId) -> Result<ResultsId, ProtocolError> {

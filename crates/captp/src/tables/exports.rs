@@ -94,6 +94,18 @@ impl<K: Ord + Clone> Exports<K> {
         Ok(Some(e.object))
     }
 
+    /// Puts `object` in the place of the entry `id` (same ID, same count); returns the object
+    /// it held. The old object is no longer found by [`Exports::find`].
+    pub fn replace(&mut self, id: ExportId, object: K) -> Option<K> {
+        let e = self.entries.get_mut(&id)?;
+        let old = std::mem::replace(&mut e.object, object.clone());
+        if self.by_object.get(&old) == Some(&id) {
+            self.by_object.remove(&old);
+        }
+        self.by_object.insert(object, id);
+        Some(old)
+    }
+
     /// The export ID of `object`, if it is exported.
     pub fn find(&self, object: &K) -> Option<ExportId> {
         self.by_object.get(object).copied()
@@ -151,6 +163,19 @@ mod tests {
         assert_eq!(t.release(a, 1), Ok(Some("alice")));
         assert_eq!(t.find(&"alice"), None);
         assert_eq!(t.export("carol"), Ok(a), "freed ID is reused");
+    }
+
+    #[test]
+    fn replace_keeps_the_id_and_count() {
+        let mut t = Exports::new();
+        let a = t.export("alice").unwrap();
+        t.export("alice").unwrap();
+        assert_eq!(t.replace(a, "pin"), Some("alice"));
+        assert_eq!(t.find(&"alice"), None);
+        assert_eq!(t.find(&"pin"), Some(a));
+        assert_eq!(t.refcount(a), 2);
+        assert_eq!(t.replace(99, "x"), None);
+        assert_eq!(t.release(a, 2), Ok(Some("pin")));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The state of one connection: the four tables of `rpc.capnp` and what each entry means to
 //! the vat.
 
-use super::graph::{NodeId, ResultsId};
+use super::ids::{NodeId, ProvideRef, ResultsId};
 use super::{TableSizes, VatId};
 use crate::tables::{Answers, Exports, Imports, Questions};
 use crate::wire::{AnswerId, EmbargoId, ExportId, ImportId, QuestionId};
@@ -22,6 +22,7 @@ pub(crate) enum QuestionKind {
         node: NodeId,
         recipient: VatId,
         vine: ExportId,
+        nonce: u64,
     },
     /// A level-3 `Accept` for the handoff node `node`.
     Accept { node: NodeId },
@@ -52,6 +53,18 @@ pub(crate) struct AnswerRec {
     pub kind: AnswerKind,
     /// One entry per export reference sent in the results (for `releaseResultCaps`).
     pub result_exports: Vec<ExportId>,
+    /// The node each promised-answer path into this answer names, held until the answer is
+    /// retired: the peer's later calls on that path must follow its earlier ones through
+    /// whatever embargo they raised, so one path names one node for the answer's whole life.
+    pub pipelines: BTreeMap<Vec<u16>, NodeId>,
+    /// The `Provide` behind each `thirdPartyHosted` capability in the results we returned, by
+    /// cap-table index: an accept-disembargo naming a path into this answer belongs to it (as
+    /// `Conn::resolved_to_provide` for promises we resolved).
+    pub result_provides: BTreeMap<u32, ProvideRef>,
+    /// Capabilities in the results we returned that were the peer's own unresolved promises,
+    /// by cap-table index, each pinned (`NodeKind::Pinned`, held): the peer's later messages
+    /// to those paths go to exactly those promises.
+    pub result_pins: BTreeMap<u32, NodeId>,
 }
 
 #[derive(Debug)]
@@ -68,12 +81,12 @@ pub(crate) struct Conn {
     pub import_nodes: BTreeMap<ImportId, NodeId>,
     /// Our embargoes waiting for a `receiverLoopback`, with the node they hold.
     pub embargoes: BTreeMap<EmbargoId, NodeId>,
-    /// Vines exported on this connection: the `Provide` (host, question) each stands for.
-    pub vines: BTreeMap<ExportId, (VatId, QuestionId)>,
+    /// Vines exported on this connection: the `Provide` each stands for.
+    pub vines: BTreeMap<ExportId, ProvideRef>,
     /// Promises exported on this connection that we resolved to a third-party capability:
-    /// the vine of that handoff. An accept-disembargo naming the promise belongs to that
-    /// `Provide`, even when the same capability is being provided to the peer twice.
-    pub resolved_to_vine: BTreeMap<ExportId, ExportId>,
+    /// the `Provide` of that handoff. An accept-disembargo naming the promise belongs to it,
+    /// even when the same capability is being provided to the peer twice.
+    pub resolved_to_provide: BTreeMap<ExportId, ProvideRef>,
     next_embargo: EmbargoId,
 }
 
@@ -91,7 +104,7 @@ impl Conn {
             import_nodes: BTreeMap::new(),
             embargoes: BTreeMap::new(),
             vines: BTreeMap::new(),
-            resolved_to_vine: BTreeMap::new(),
+            resolved_to_provide: BTreeMap::new(),
             next_embargo: 0,
         }
     }

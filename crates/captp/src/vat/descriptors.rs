@@ -9,6 +9,7 @@ use crate::wire::{
     AnswerId, AnyValue, Bootstrap, Call, CapDescriptor, Exception, ExportId, Finish, Message,
     MessageTarget, Payload, Resolution, Resolve, Return, ReturnResult, SendResultsTo,
 };
+use std::collections::BTreeMap;
 
 impl Vat {
     /// The descriptor for sending `node` to `peer`, counting the export it makes.
@@ -40,7 +41,8 @@ impl Vat {
                 NodeKind::RemotePromise { .. }
                 | NodeKind::LocalPromise { .. }
                 | NodeKind::ThirdParty(_)
-                | NodeKind::Forward { .. },
+                | NodeKind::Forward { .. }
+                | NodeKind::Pinned { .. },
             ) => Shape::Promise(None),
         };
         let (promise, broken) = match shape {
@@ -147,25 +149,8 @@ impl Vat {
                 (node, Via::Loopback)
             }
             CapDescriptor::ReceiverAnswer(pa) => {
-                let results = match conn.answer_recs.get(&pa.question_id) {
-                    Some(rec) => match rec.kind {
-                        AnswerKind::Results { results, .. } => results,
-                        AnswerKind::Provide => {
-                            return Err(ProtocolError::NoSuchAnswer {
-                                id: pa.question_id,
-                                used_in: "receiverAnswer descriptor (a Provide has no results)",
-                            });
-                        }
-                    },
-                    None => {
-                        return Err(ProtocolError::NoSuchAnswer {
-                            id: pa.question_id,
-                            used_in: "receiverAnswer descriptor",
-                        });
-                    }
-                };
-                let path = super::graph::pipeline_path(pa);
-                (self.pipeline_node(results, &path), Via::Loopback)
+                let node = self.answer_pipeline(peer, pa, "receiverAnswer descriptor")?;
+                (node, Via::Loopback)
             }
             CapDescriptor::ThirdPartyHosted { id, vine_id } => {
                 let (id, vine_id) = (id.clone(), *vine_id);
@@ -370,7 +355,12 @@ impl Vat {
             Ok((content, caps)) => {
                 let mut cap_table = Vec::with_capacity(caps.len());
                 let mut exports = Vec::new();
+                let mut provides = BTreeMap::new();
+                let mut pins = BTreeMap::new();
                 for &c in caps {
+                    if let Some(pin) = self.pin_for(peer, c) {
+                        pins.insert(cap_table.len() as u32, pin);
+                    }
                     let desc = self.export_cap(peer, c);
                     if let CapDescriptor::SenderHosted(id)
                     | CapDescriptor::SenderPromise(id)
@@ -378,7 +368,23 @@ impl Vat {
                     {
                         exports.push(id);
                     }
+                    if let CapDescriptor::ThirdPartyHosted { vine_id, .. } = desc
+                        && let Some(&p) = self.conns.get(&peer).and_then(|c| c.vines.get(&vine_id))
+                    {
+                        provides.insert(cap_table.len() as u32, p);
+                    }
                     cap_table.push(desc);
+                }
+                if let Some(rec) = self
+                    .conns
+                    .get_mut(&peer)
+                    .and_then(|c| c.answer_recs.get_mut(&answer))
+                {
+                    rec.result_provides = provides;
+                    pins = std::mem::replace(&mut rec.result_pins, pins);
+                }
+                for (_, pin) in pins {
+                    self.drop_node(pin);
                 }
                 self.send_return_result(
                     peer,
@@ -440,6 +446,13 @@ impl Vat {
         else {
             return;
         };
+        for node in rec
+            .pipelines
+            .into_values()
+            .chain(rec.result_pins.into_values())
+        {
+            self.drop_node(node);
+        }
         match rec.kind {
             AnswerKind::Results { results, .. } => self.drop_results(results),
             AnswerKind::Provide => self.drop_provision(peer, answer),
@@ -454,10 +467,23 @@ impl Vat {
             Some(NodeKind::Broken(e)) => Resolution::Exception(e.clone()),
             _ => Resolution::Cap(self.export_cap(peer, target)),
         };
+        // Resolved to one of the peer's own promises: the peer's messages to this export go to
+        // exactly that promise from now on, not to what it resolves to later.
+        if let Some(pin) = self.pin_for(peer, target) {
+            let old = self
+                .conns
+                .get_mut(&peer)
+                .and_then(|c| c.exports.replace(export, pin));
+            match old {
+                Some(old) => self.drop_node(old),
+                None => self.drop_node(pin),
+            }
+        }
         if let Resolution::Cap(CapDescriptor::ThirdPartyHosted { vine_id, .. }) = &resolution
             && let Some(conn) = self.conns.get_mut(&peer)
+            && let Some(&p) = conn.vines.get(vine_id)
         {
-            conn.resolved_to_vine.insert(export, *vine_id);
+            conn.resolved_to_provide.insert(export, p);
         }
         self.send(
             peer,

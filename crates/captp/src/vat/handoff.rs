@@ -28,7 +28,9 @@
 //! picks up would live as long as the connection to Carol.
 
 use super::conn::{AnswerKind, AnswerRec, QuestionKind, QuestionRec};
-use super::graph::{Delivery, NodeId, NodeKind, ResultsId, Via};
+use super::graph::Accepting;
+use super::graph::{NodeId, NodeKind, ResultsId, Via};
+use super::ids::{ProvideRef, ProvisionKey};
 use super::{RpcBug, Vat, VatId, disconnected, failed};
 use crate::error::ProtocolError;
 use crate::wire::{
@@ -36,53 +38,6 @@ use crate::wire::{
     MessageTarget, Provide, QuestionId, ReturnResult,
 };
 use std::collections::{BTreeMap, VecDeque};
-
-/// A capability Bob is accepting from Carol.
-#[derive(Debug)]
-pub(crate) struct Accepting {
-    /// The vine (held until the handoff completes).
-    pub vine: NodeId,
-    pub provider: VatId,
-    pub provision: ProvisionKey,
-    /// Calls waiting for the handoff.
-    pub queue: VecDeque<Delivery>,
-    /// Calls went towards it through the introducer: the `Accept` must be embargoed.
-    pub embargo: bool,
-    /// The `Accept` has been sent.
-    pub sent: bool,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct ProvisionKey {
-    pub introducer: VatId,
-    pub epoch: u32,
-    pub nonce: u64,
-}
-
-/// The encoded length of a [`ProvisionKey`].
-const PROVISION_LEN: usize = 16;
-
-impl ProvisionKey {
-    fn encode(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(PROVISION_LEN);
-        v.extend_from_slice(&self.introducer.to_le_bytes());
-        v.extend_from_slice(&self.epoch.to_le_bytes());
-        v.extend_from_slice(&self.nonce.to_le_bytes());
-        v
-    }
-
-    fn decode(b: &[u8]) -> Option<Self> {
-        if b.len() != PROVISION_LEN {
-            return None;
-        }
-        let word = |i: usize| Some(u32::from_le_bytes(b.get(i..i + 4)?.try_into().ok()?));
-        Some(ProvisionKey {
-            introducer: word(0)?,
-            epoch: word(4)?,
-            nonce: u64::from_le_bytes(b.get(8..16)?.try_into().ok()?),
-        })
-    }
-}
 
 /// What Carol keeps for a `Provide`.
 #[derive(Debug)]
@@ -163,7 +118,14 @@ impl Vat {
         // The export holds the vine now.
         self.drop_node(vine);
         if let Some(conn) = self.conns.get_mut(&peer) {
-            conn.vines.insert(vine_id, (host, question));
+            conn.vines.insert(
+                vine_id,
+                ProvideRef {
+                    host,
+                    question,
+                    nonce,
+                },
+            );
         }
         let conn = self.conns.get_mut(&host)?;
         conn.question_recs.insert(
@@ -173,6 +135,7 @@ impl Vat {
                     node,
                     recipient: peer,
                     vine: vine_id,
+                    nonce,
                 },
                 param_exports: Vec::new(),
             },
@@ -204,9 +167,8 @@ impl Vat {
     /// Alice's side: Bob (`peer`) called or released the vine `id`: he is done with it, so
     /// the `Provide` it stands for is closed.
     pub(crate) fn vine_touched(&mut self, peer: VatId, id: crate::wire::ExportId) {
-        if let Some((host, question)) = self.conns.get_mut(&peer).and_then(|c| c.vines.remove(&id))
-        {
-            self.close_provide(host, question, peer, id);
+        if let Some(p) = self.conns.get_mut(&peer).and_then(|c| c.vines.remove(&id)) {
+            self.close_provide(p.host, p.question, peer, id);
         }
     }
 
@@ -240,7 +202,10 @@ impl Vat {
         vine: crate::wire::ExportId,
     ) {
         if let Some(conn) = self.conns.get_mut(&recipient)
-            && conn.vines.get(&vine) == Some(&(host, question))
+            && conn
+                .vines
+                .get(&vine)
+                .is_some_and(|p| p.host == host && p.question == question)
         {
             conn.vines.remove(&vine);
         }
@@ -409,37 +374,53 @@ impl Vat {
         node: NodeId,
         host: VatId,
         target: MessageTarget,
-        provision: Option<(VatId, QuestionId)>,
+        provision: Option<ProvideRef>,
     ) {
         let finished = |conn: &super::conn::Conn, q: QuestionId| {
             conn.questions.get(q).is_none_or(|s| s.finish_sent)
         };
-        // The `Provide` the named promise's resolution stood for, if it is still ours: with
-        // two provisions of one capability to one recipient, the other one is not it.
-        let named = provision.filter(|&(h, _)| h == host).and_then(|(_, q)| {
-            let conn = self.conns.get(&host)?;
-            match conn.question_recs.get(&q)?.kind {
-                QuestionKind::Provide {
-                    node: n, recipient, ..
-                } if recipient == from && self.graph.latest(n) == node => {
-                    Some((q, finished(conn, q)))
+        // The `Provide` the named promise's resolution stood for: with two provisions of one
+        // capability to one recipient, the other one is not it. If it is over (we finished it
+        // because the recipient gave up the vine, or the provider returned it), the provision
+        // is gone at the provider, and so is the embargo's purpose.
+        if let Some(p) = provision {
+            let open = self.conns.get(&p.host).and_then(|conn| {
+                match conn.question_recs.get(&p.question).map(|r| r.kind) {
+                    Some(QuestionKind::Provide { nonce, node, .. })
+                        if nonce == p.nonce && !finished(conn, p.question) =>
+                    {
+                        Some(node)
+                    }
+                    _ => None,
                 }
-                _ => None,
-            }
-        });
-        match named {
-            Some((_, true)) => return,
-            Some((q, false)) => {
+            });
+            // Normally the route ends at the provider. If the capability has moved since we
+            // named the `Provide` (our own acceptance of it fell back to its vine), the
+            // provider still holds the recipient's `Accept` for that `Provide`: release it,
+            // naming the capability as the `Provide` did.
+            let target = if p.host == host {
+                Some(target)
+            } else {
+                open.and_then(|n| match self.graph.kind(self.graph.latest(n)) {
+                    Some(NodeKind::Import { peer, id }) if *peer == p.host => {
+                        Some(MessageTarget::ImportedCap(*id))
+                    }
+                    Some(NodeKind::RemotePromise { peer, target, .. }) if *peer == p.host => {
+                        Some(target.clone())
+                    }
+                    _ => None,
+                })
+            };
+            if let (Some(_), Some(target)) = (open, target) {
                 self.send(
-                    host,
+                    p.host,
                     Message::Disembargo(Disembargo {
                         target,
-                        context: DisembargoContext::Provide(q),
+                        context: DisembargoContext::Provide(p.question),
                     }),
                 );
-                return;
             }
-            None => {}
+            return;
         }
         let withdrawn = self.conns.get(&host).is_some_and(|conn| {
             conn.question_recs.iter().any(|(q, rec)| match rec.kind {
@@ -498,6 +479,9 @@ impl Vat {
             AnswerRec {
                 kind: AnswerKind::Provide,
                 result_exports: Vec::new(),
+                pipelines: BTreeMap::new(),
+                result_provides: BTreeMap::new(),
+                result_pins: BTreeMap::new(),
             },
         );
         let key = ProvisionKey {
@@ -550,6 +534,9 @@ impl Vat {
                         yourself: false,
                     },
                     result_exports: Vec::new(),
+                    pipelines: BTreeMap::new(),
+                    result_provides: BTreeMap::new(),
+                    result_pins: BTreeMap::new(),
                 },
             );
         }
@@ -725,6 +712,20 @@ impl Vat {
                 self.drop_results(w.results);
             }
         }
+    }
+
+    /// The nodes and results records the handoff state holds a reference to (for the
+    /// engine's invariant checks).
+    pub(crate) fn handoff_holds(&self) -> (Vec<NodeId>, Vec<ResultsId>) {
+        let nodes = self.handoff.provisions.values().map(|p| p.node).collect();
+        let results = self
+            .handoff
+            .provisions
+            .values()
+            .filter_map(|p| p.held)
+            .chain(self.handoff.waiting.values().map(|w| w.results))
+            .collect();
+        (nodes, results)
     }
 
     /// Provisions and early accepts still pending (for quiescence).

@@ -402,3 +402,28 @@ fn regression_tail_call_on_own_answer_does_not_deadlock() {
         assert_eq!(v.live_counts(), (0, 0, 0));
     }
 }
+
+/// Every input the fuzzer ever crashed on (`fuzz/regressions/rpc_hostile_peer/`) runs clean.
+#[test]
+fn past_fuzz_findings_run_clean() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fuzz/regressions/rpc_hostile_peer");
+    let mut inputs: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.expect("a directory entry").path())
+        .collect();
+    inputs.sort();
+    assert!(!inputs.is_empty(), "no inputs in {}", dir.display());
+    for path in inputs {
+        let bytes = std::fs::read(&path).expect("readable");
+        eprintln!("{}", path.display());
+        run(&bytes);
+    }
+}
+
+#[test]
+#[ignore]
+fn trace_finding() {
+    let path = std::env::var("FINDING").expect("FINDING=path");
+    crate::hostile::run_traced(&std::fs::read(path).expect("readable"));
+}

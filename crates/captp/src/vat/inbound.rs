@@ -3,6 +3,7 @@
 
 use super::conn::{AnswerKind, AnswerRec, QuestionKind};
 use super::graph::{Delivery, NodeId, NodeKind, ReflectKind, ResultsState, Via};
+use super::ids::ProvideRef;
 use super::{RpcBug, Vat, VatEvent, VatId, disconnected, failed};
 use crate::error::ProtocolError;
 use crate::wire::{
@@ -10,6 +11,7 @@ use crate::wire::{
     MessageTarget, PromisedAnswer, Release, Resolution, Resolve, Return, ReturnResult,
     SendResultsTo,
 };
+use std::collections::BTreeMap;
 
 impl Vat {
     /// Processes one message from `peer`. On a protocol error the connection is aborted (the
@@ -30,6 +32,7 @@ impl Vat {
             self.abort(peer, e.to_exception());
         }
         self.flush_resolutions();
+        self.check();
         result
     }
 
@@ -89,6 +92,9 @@ impl Vat {
                 AnswerRec {
                     kind: AnswerKind::Results { results, yourself },
                     result_exports: Vec::new(),
+                    pipelines: BTreeMap::new(),
+                    result_provides: BTreeMap::new(),
+                    result_pins: BTreeMap::new(),
                 },
             );
         }
@@ -128,20 +134,70 @@ impl Vat {
                 self.graph.add_ref(node);
                 Ok(node)
             }
-            MessageTarget::PromisedAnswer(pa) => {
-                let results = match conn.answer_recs.get(&pa.question_id).map(|r| &r.kind) {
-                    Some(AnswerKind::Results { results, .. }) => *results,
-                    _ => {
-                        return Err(ProtocolError::NoSuchAnswer {
-                            id: pa.question_id,
-                            used_in,
-                        });
-                    }
-                };
-                let path = super::graph::pipeline_path(pa);
-                Ok(self.pipeline_node(results, &path))
-            }
+            MessageTarget::PromisedAnswer(pa) => self.answer_pipeline(peer, pa, used_in),
         }
+    }
+
+    /// The node a promised answer from the peer names: a path into the results of one of
+    /// our answers (a new reference).
+    ///
+    /// One path of one answer names one node for as long as the answer lives (the answer
+    /// entry holds it, as the C++ implementation's per-answer pipeline keeps one client per
+    /// path): the peer's later calls on that path must follow its earlier ones, and those may
+    /// have gone down a promise whose resolution raised an embargo. A node that only the
+    /// in-flight call held would vanish with its `used` mark, and a later call would overtake.
+    pub(crate) fn answer_pipeline(
+        &mut self,
+        peer: VatId,
+        pa: &PromisedAnswer,
+        used_in: &'static str,
+    ) -> Result<NodeId, ProtocolError> {
+        let conn = self.conns.get(&peer).ok_or(ProtocolError::Closed)?;
+        let rec = conn.answer_recs.get(&pa.question_id);
+        let results = match rec.map(|r| &r.kind) {
+            Some(AnswerKind::Results { results, .. }) => *results,
+            Some(AnswerKind::Provide) => {
+                return Err(ProtocolError::NoSuchAnswer {
+                    id: pa.question_id,
+                    used_in: "a promised answer (a Provide has no results)",
+                });
+            }
+            None => {
+                return Err(ProtocolError::NoSuchAnswer {
+                    id: pa.question_id,
+                    used_in,
+                });
+            }
+        };
+        let path = super::graph::pipeline_path(pa);
+        // A path to a capability we returned pinned goes to the pin.
+        if let Some(rec) = rec
+            && !rec.result_pins.is_empty()
+            && let Some(Ok((content, _))) = self.graph.settled(results)
+            && let Some(&pin) = content
+                .cap_index_at(&path)
+                .and_then(|i| rec.result_pins.get(&i))
+        {
+            self.graph.add_ref(pin);
+            return Ok(pin);
+        }
+        if let Some(&node) = rec.and_then(|r| r.pipelines.get(&path))
+            && self.graph.node(node).is_some()
+        {
+            self.graph.add_ref(node);
+            return Ok(node);
+        }
+        let node = self.pipeline_node(results, &path);
+        self.graph.add_ref(node);
+        let held = self
+            .conns
+            .get_mut(&peer)
+            .and_then(|c| c.answer_recs.get_mut(&pa.question_id))
+            .and_then(|r| r.pipelines.insert(path, node));
+        if let Some(old) = held {
+            self.drop_node(old);
+        }
+        Ok(node)
     }
 
     fn on_call(&mut self, peer: VatId, call: Call) -> Result<(), ProtocolError> {
@@ -203,6 +259,7 @@ impl Vat {
             content: call.params.content,
             caps,
             results,
+            pin: None,
         };
         self.deliver(target, Delivery::Call(msg), true);
         self.drop_node(target);
@@ -275,6 +332,7 @@ impl Vat {
                 node,
                 recipient,
                 vine,
+                ..
             }) => {
                 // The recipient has the capability: the provision can go.
                 self.forget_vine(peer, q, recipient, vine);
@@ -398,6 +456,8 @@ impl Vat {
                     if let Some(call) = self.graph.results(results).and_then(|r| r.local_call) {
                         self.events.push(VatEvent::Cancelled { call });
                     }
+                    // A call still queued here is cancelled outright (its `Return` says so).
+                    self.cancel_queued(&[results].into(), &failed("call was canceled"));
                 }
                 None => {
                     // A Provide cancelled before anyone accepted it.
@@ -470,7 +530,7 @@ impl Vat {
     ) -> Result<(), ProtocolError> {
         let conn = self.conns.get_mut(&peer).ok_or(ProtocolError::Closed)?;
         if let Some(node) = conn.exports.release(id, count)? {
-            conn.resolved_to_vine.remove(&id);
+            conn.resolved_to_provide.remove(&id);
             if let Some(n) = self.graph.node_mut(node) {
                 n.promised_to.remove(&(peer, id));
             }
@@ -485,7 +545,9 @@ impl Vat {
                 let node = self.target_node(peer, &d.target, "Disembargo.target")?;
                 let reflect = Delivery::Reflect {
                     from: peer,
+                    epoch: self.conns.get(&peer).map_or(0, |c| c.epoch),
                     kind: ReflectKind::Loopback(id, d.target.clone()),
+                    pin: None,
                 };
                 self.deliver(node, reflect, true);
                 self.drop_node(node);
@@ -502,16 +564,12 @@ impl Vat {
             }
             DisembargoContext::Accept => {
                 let node = self.target_node(peer, &d.target, "Disembargo.target")?;
-                let provision = match &d.target {
-                    MessageTarget::ImportedCap(export) => self.conns.get(&peer).and_then(|c| {
-                        let vine = c.resolved_to_vine.get(export)?;
-                        c.vines.get(vine).copied()
-                    }),
-                    MessageTarget::PromisedAnswer(_) => None,
-                };
+                let provision = self.accept_provision_named(peer, &d.target);
                 let reflect = Delivery::Reflect {
                     from: peer,
+                    epoch: self.conns.get(&peer).map_or(0, |c| c.epoch),
                     kind: ReflectKind::Accept(provision),
+                    pin: None,
                 };
                 self.deliver(node, reflect, true);
                 self.drop_node(node);
@@ -519,6 +577,25 @@ impl Vat {
             DisembargoContext::Provide(q) => self.on_provide_disembargo(peer, q)?,
         }
         Ok(())
+    }
+
+    /// The `Provide` (host, question) that the promise an accept-disembargo names was
+    /// resolved to, as we told the peer: by a `Resolve` (an export) or a `Return` (a path into
+    /// an answer) carrying a `thirdPartyHosted` descriptor with that `Provide`'s vine.
+    fn accept_provision_named(&self, peer: VatId, target: &MessageTarget) -> Option<ProvideRef> {
+        let conn = self.conns.get(&peer)?;
+        match target {
+            MessageTarget::ImportedCap(export) => conn.resolved_to_provide.get(export).copied(),
+            MessageTarget::PromisedAnswer(pa) => {
+                let rec = conn.answer_recs.get(&pa.question_id)?;
+                let AnswerKind::Results { results, .. } = rec.kind else {
+                    return None;
+                };
+                let (content, _) = self.graph.settled(results)?.ok()?;
+                let index = content.cap_index_at(&super::graph::pipeline_path(pa))?;
+                rec.result_provides.get(&index).copied()
+            }
+        }
     }
 
     fn on_unimplemented(&mut self, peer: VatId, echoed: Message) -> Result<(), ProtocolError> {
@@ -558,9 +635,19 @@ impl Vat {
             return;
         };
         let lost = disconnected(&format!("connection to vat {peer} lost: {}", reason.reason));
+        // The peer's calls still queued here have nobody to answer to any more.
+        let abandoned: std::collections::BTreeSet<_> = conn
+            .answer_recs
+            .values()
+            .filter_map(|r| match r.kind {
+                AnswerKind::Results { results, .. } => Some(results),
+                AnswerKind::Provide => None,
+            })
+            .collect();
+        self.cancel_queued(&abandoned, &lost);
         // The recipient of our provisions is gone: it will not pick them up.
-        for (&vine, &(host, question)) in &conn.vines {
-            self.close_provide(host, question, peer, vine);
+        for (&vine, p) in &conn.vines {
+            self.close_provide(p.host, p.question, peer, vine);
         }
         for (q, rec) in conn.question_recs {
             match rec.kind {
@@ -584,6 +671,7 @@ impl Vat {
                     node,
                     recipient,
                     vine,
+                    ..
                 } => {
                     self.forget_vine(peer, q, recipient, vine);
                     self.drop_node(node);
@@ -592,6 +680,13 @@ impl Vat {
             }
         }
         for (_, rec) in conn.answer_recs {
+            for node in rec
+                .pipelines
+                .into_values()
+                .chain(rec.result_pins.into_values())
+            {
+                self.drop_node(node);
+            }
             match rec.kind {
                 AnswerKind::Results { results, .. } => {
                     if self.graph.results(results).is_some() {

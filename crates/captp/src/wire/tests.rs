@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::arb;
+use crate::generated::rpc_capnp as rpc;
 use proptest::prelude::*;
 
 /// One segment table for a single segment of `words` words, followed by `body`.

@@ -19,7 +19,8 @@
 //! Every raw read here is bounds-checked and returns an error rather than panicking, although
 //! the words always come from capnp's builder.
 
-use super::{AnyValue, ListValue, NESTING_LIMIT, StructValue, WireError, classify};
+use super::error::classify;
+use super::{AnyValue, ListValue, NESTING_LIMIT, StructValue, WireError};
 use capnp::any_pointer;
 use capnp::capability::{Promise, Request};
 use capnp::private::capability::ClientHook;
