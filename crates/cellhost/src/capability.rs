@@ -9,15 +9,33 @@ use crate::engine::{GuestMemory, HostOutcome, Import, ImportFn};
 use crate::manifest::CellSpec;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
 
-/// What host capabilities reach. The simulation serves them from the virtual clock, the
-/// decision source and the trace; a hardware run from the real host. No capability may read a
-/// clock or randomness any other way.
+/// What host capabilities and the WASI layer reach. The simulation serves them from the virtual
+/// clock, the decision source and the trace; a hardware run from the real host. No capability
+/// may read a clock or randomness any other way.
 pub trait HostServices: 'static {
+    /// The host's monotonic clock in ns (virtual time in simulation): `pulp_clock_ns`, WASI's
+    /// monotonic clock, and the bound on an entry (`call_timeout_ms`).
     fn now_ns(&self) -> u64;
+    /// WASI's realtime clock, ns since the Unix epoch. The virtual clock by default: in
+    /// simulation nothing may read the real one.
+    fn wall_ns(&self) -> u64 {
+        self.now_ns()
+    }
     fn entropy(&self, buf: &mut [u8]);
     fn log(&self, cell: &str, message: &str);
+    /// One line a cell wrote to its standard output (`fd` 1) or error (`fd` 2) through WASI.
+    /// Into the cell's log by default.
+    fn output(&self, cell: &str, fd: u32, line: &str) {
+        let _ = fd;
+        self.log(cell, line);
+    }
+    /// Completes after `ns` of the host's time (virtual time in simulation): a cell sleeping
+    /// through WASI `poll_oneoff`. A scheduling point.
+    fn sleep(&self, ns: u64) -> Pin<Box<dyn Future<Output = ()>>>;
     fn kv_get(&self, cell: &str, key: &[u8]) -> Option<Vec<u8>>;
     fn kv_put(&self, cell: &str, key: &[u8], value: &[u8]);
     /// Queues a message for another cell; false if there is no such mailbox.
@@ -128,6 +146,16 @@ impl Registry {
         self.gated.contains_key(name)
     }
 
+    /// Refuses a manifest that declares a capability this registry does not know.
+    pub fn check(&self, spec: &CellSpec) -> Result<(), BindError> {
+        for name in &spec.capabilities {
+            if !self.always.contains_key(name.as_str()) && !self.gated.contains_key(name.as_str()) {
+                return Err(BindError::UnknownCapability { name: name.clone() });
+            }
+        }
+        Ok(())
+    }
+
     /// The imports for a cell: always-on capabilities, declared gated ones, and stubs for the
     /// rest. `bind_undeclared` is the planted missing-stub bug (the real imports are bound for
     /// undeclared gated capabilities).
@@ -137,11 +165,7 @@ impl Registry {
         binding: &Binding,
         bind_undeclared: bool,
     ) -> Result<Vec<Import>, BindError> {
-        for name in &spec.capabilities {
-            if !self.always.contains_key(name.as_str()) && !self.gated.contains_key(name.as_str()) {
-                return Err(BindError::UnknownCapability { name: name.clone() });
-            }
-        }
+        self.check(spec)?;
         let mut imports = Vec::new();
         for c in self.always.values() {
             imports.extend((c.build)(binding));
@@ -182,6 +206,7 @@ fn import(
 ) -> Import {
     let run: ImportFn = Rc::new(run);
     Import {
+        module: crate::abi::IMPORT_MODULE,
         name,
         params,
         results,
@@ -213,6 +238,10 @@ const I64: ValType = ValType::I64;
 
 fn sibling(_: &Binding) -> Vec<Import> {
     vec![import("pulp_call", &[I32; 8], &[I32], |mem, a| {
+        // Inside a call the host runs to completion (an allocator) there is no waiting.
+        if !mem.may_suspend() {
+            return ret(call_code::STUBBED);
+        }
         let (Some(target), Some(function), Some(args)) = (
             read(mem, arg(a, 0), arg(a, 1)),
             read(mem, arg(a, 2), arg(a, 3)),

@@ -8,7 +8,9 @@ use cellhost::abi::StepEnvelope;
 use cellhost::engine::Engine;
 use cellhost::engine::wasmi::WasmiEngine;
 use cellhost::engine::wasmtime::WasmtimeEngine;
-use cellhost::{CellError, CellHost, HostConfig, HostServices, Pacing, Registry, cells, manifest};
+use cellhost::{
+    CellError, CellHost, Failure, HostConfig, HostServices, Pacing, Registry, cells, manifest,
+};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -40,6 +42,9 @@ impl HostServices for Services {
     }
     fn entropy(&self, buf: &mut [u8]) {
         buf.fill(3);
+    }
+    fn sleep(&self, _: u64) -> Pin<Box<dyn Future<Output = ()>>> {
+        Box::pin(std::future::ready(()))
     }
     fn log(&self, cell: &str, message: &str) {
         self.logs.borrow_mut().push(format!("{cell}: {message}"));
@@ -85,8 +90,19 @@ fn kind<T: fmt::Debug>(r: Result<T, CellError>) -> String {
         Err(CellError::Trap(_)) => "trap".into(),
         Err(CellError::FuelExhausted { export, .. }) => format!("fuel {export}"),
         Err(CellError::BadPointer(_)) => "bad pointer".into(),
+        Err(CellError::Failed(f)) => format!("failed earlier ({})", failure_kind(&f)),
         Err(CellError::AllocFailed { .. }) => "alloc failed".into(),
         Err(e) => format!("{e}"),
+    }
+}
+
+fn failure_kind(f: &Failure) -> &'static str {
+    match f {
+        Failure::Trap { .. } => "trap",
+        Failure::Fuel { .. } => "fuel",
+        Failure::Timeout { .. } => "timeout",
+        Failure::Exit { .. } => "exit",
+        Failure::InitFailed { .. } => "init",
     }
 }
 
@@ -154,10 +170,10 @@ fn workload<E: Engine + Default>() -> Vec<String> {
         ("a", "@b"),
         ("b", "?"),
         ("b", "?"),
-        ("a", "trap"),
         ("trap", ""),
         ("trap", ""),
         ("a", "trap"),
+        ("trap", ""),
         ("spin", ""),
         ("spin", ""),
         ("a", "spin"),
@@ -206,10 +222,14 @@ fn wasmi_and_wasmtime_agree_on_every_outcome() {
         "step b '!kv': ok 0",
         "step a '!kv': ok 99",
         "step b '?': ok 2",
+        "step trap '': ok 1",
         "step trap '': trap",
+        "step a 'trap': ok -5",
+        "step trap '': failed earlier (trap)",
         "step spin '': fuel pulp_step",
+        "step spin '': failed earlier (fuel)",
         "step badptr '': bad pointer",
-        "step a 'trap': ok -4",
+        "step a 'badptr': ok -4",
     ] {
         assert!(text.contains(want), "missing `{want}` in:\n{text}");
     }

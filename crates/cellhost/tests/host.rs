@@ -5,7 +5,9 @@
 use cellhost::abi::{StepEnvelope, call_code};
 use cellhost::engine::LoadError;
 use cellhost::engine::wasmi::WasmiEngine;
-use cellhost::{CellError, CellHost, HostConfig, HostServices, Lifecycle, Pacing, Registry};
+use cellhost::{
+    CellError, CellHost, Failure, HostConfig, HostServices, Lifecycle, Pacing, Registry,
+};
 use cellhost::{cells, manifest};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -42,6 +44,9 @@ impl HostServices for Services {
     }
     fn entropy(&self, buf: &mut [u8]) {
         buf.fill(7);
+    }
+    fn sleep(&self, _: u64) -> Pin<Box<dyn Future<Output = ()>>> {
+        Box::pin(std::future::ready(()))
     }
     fn log(&self, cell: &str, message: &str) {
         self.logs.borrow_mut().push((cell.into(), message.into()));
@@ -312,16 +317,26 @@ fn hostile_cells_are_contained() {
         load(&h, name, module, "").expect("loads");
         block_on(h.init(name)).expect("init");
     }
-    // Traps are typed errors and leave the cell usable for its next entry.
+    // A trap is a typed error and fails the cell: its state is whatever the trap left, so
+    // no later entry reaches it.
     assert_eq!(block_on(h.step("t", &idle(0))), Ok(1));
     assert!(matches!(
         block_on(h.step("t", &idle(1))),
         Err(CellError::Trap(_))
     ));
-    // An endless loop is stopped by the fuel budget.
+    assert_eq!(h.cell("t").map(|c| c.lifecycle()), Some(Lifecycle::Failed));
+    assert!(matches!(
+        block_on(h.step("t", &idle(2))),
+        Err(CellError::Failed(Failure::Trap { .. }))
+    ));
+    // An endless loop is stopped by the fuel budget, and the cell has failed.
     assert!(matches!(
         block_on(h.step("s", &idle(0))),
         Err(CellError::FuelExhausted { .. })
+    ));
+    assert!(matches!(
+        block_on(h.step("s", &idle(1))),
+        Err(CellError::Failed(Failure::Fuel { .. }))
     ));
     // Memory growth stops at the limit: the cell's own allocation fails, then the host's.
     let mut outcomes = Vec::new();

@@ -18,7 +18,10 @@ pub enum HostOutcome {
     /// Return this value (ignored for imports without a result).
     Return(i64),
     /// Suspend the call; the host resumes it with the result once the request is served.
+    /// Only where [`GuestMemory::may_suspend`] says so.
     Defer(Box<dyn Any>),
+    /// End the running export and the instance with this exit code (WASI `proc_exit`).
+    Exit(u32),
 }
 
 /// Access to the calling cell's linear memory, bounds-checked.
@@ -26,13 +29,22 @@ pub trait GuestMemory {
     fn size(&self) -> u64;
     fn read(&self, ptr: u32, len: u32) -> Result<Vec<u8>, MemoryError>;
     fn write(&mut self, ptr: u32, data: &[u8]) -> Result<(), MemoryError>;
+    /// Whether the running call may suspend (defer an import): true in an export the host
+    /// started, false in a call the host runs to completion (its `pulp_alloc` or `pulp_free`,
+    /// or the caller's `pulp_alloc` receiving a sibling's response), where an import must
+    /// answer at once.
+    fn may_suspend(&self) -> bool {
+        true
+    }
 }
 
 pub type ImportFn = Rc<dyn Fn(&mut dyn GuestMemory, &[i64]) -> HostOutcome>;
 
-/// An engine-neutral host import in module `pulp`.
+/// An engine-neutral host import: a function in module `pulp` (the capabilities) or
+/// `wasi_snapshot_preview1` (the WASI layer).
 #[derive(Clone)]
 pub struct Import {
+    pub module: &'static str,
     pub name: &'static str,
     pub params: &'static [ValType],
     /// At most one result.
@@ -176,6 +188,35 @@ pub struct Trap {
     pub message: String,
     /// The engine's own fuel ran out (the host reports it as its fuel budget).
     pub out_of_fuel: bool,
+    /// The cell called WASI `proc_exit` with this code.
+    pub exit_code: Option<u32>,
+}
+
+impl Trap {
+    pub fn new(message: impl Into<String>) -> Self {
+        Trap {
+            message: message.into(),
+            out_of_fuel: false,
+            exit_code: None,
+        }
+    }
+
+    pub fn exit(code: u32) -> Self {
+        Trap {
+            message: format!("proc_exit({code})"),
+            out_of_fuel: false,
+            exit_code: Some(code),
+        }
+    }
+}
+
+/// The value of a global, by its bits (floats as their bit patterns, so equality is exact).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GlobalValue {
+    I32(i32),
+    I64(i64),
+    F32(u32),
+    F64(u64),
 }
 
 impl fmt::Display for Trap {
@@ -195,7 +236,9 @@ pub struct Limits {
 }
 
 pub trait Engine: 'static {
-    type Module: Clone;
+    /// A compiled module; it keeps the engine that compiled it, and instances of it are made
+    /// with that engine (a module may be kept and instantiated by later hosts).
+    type Module: Clone + 'static;
     type Instance: Instance;
 
     /// Compiles and validates a module, and checks the Pulp exports' presence and signatures.
@@ -225,9 +268,28 @@ pub trait Instance {
     /// The instance's memory (between entries; accesses fail while an export is suspended).
     fn memory(&mut self) -> &mut dyn GuestMemory;
     fn memory_size(&self) -> u64;
-    /// Ends a suspended export (the host gave up on it: its fuel budget is spent). The instance
-    /// stays usable for the next entry.
+    /// Ends a suspended export (the host gave up on it: its fuel budget is spent). The host
+    /// enters such an instance no more: its state is whatever the export left half-written.
     fn abandon(&mut self);
+    /// Fuel this instance has used since it was made, over every call.
+    fn fuel_consumed(&self) -> u64 {
+        0
+    }
+    /// The value of an exported global (between entries).
+    fn global(&mut self, _name: &str) -> Option<GlobalValue> {
+        None
+    }
+    /// Sets an exported mutable global (between entries).
+    fn set_global(&mut self, name: &str, _value: GlobalValue) -> Result<(), Trap> {
+        Err(Trap::new(format!("cannot set global `{name}`")))
+    }
+    /// Grows the memory to at least `bytes` (between entries).
+    fn grow_memory(&mut self, bytes: u64) -> Result<(), Trap> {
+        if self.memory_size() >= bytes {
+            return Ok(());
+        }
+        Err(Trap::new("this engine cannot grow memory from the host"))
+    }
 }
 
 pub(crate) fn signature(params: &[ValType], results: &[ValType]) -> String {

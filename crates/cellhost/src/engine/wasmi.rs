@@ -3,8 +3,8 @@
 //! metering with resumable out-of-fuel, and deferred host imports as resumable host traps.
 
 use super::{
-    Answer, Engine, ExportShape, GuestMemory, HostOutcome, Import, Instance, Limits, LoadError,
-    MemoryError, Slice, Trap, check_pulp_exports, copy_in, copy_out,
+    Answer, Engine, ExportShape, GlobalValue, GuestMemory, HostOutcome, Import, Instance, Limits,
+    LoadError, MemoryError, Slice, Trap, check_pulp_exports, copy_in, copy_out,
 };
 use crate::abi::{self, ValType};
 use std::any::Any;
@@ -12,7 +12,7 @@ use std::fmt;
 use wasmi::{
     Caller, CompilationMode, Config, Error, ExternType, Func, FuncType, Memory, Module,
     ResumableCall, ResumableCallHostTrap, ResumableCallOutOfFuel, Store, StoreLimits,
-    StoreLimitsBuilder, Val,
+    StoreLimitsBuilder, TrapCode, Val,
 };
 
 pub struct WasmiEngine {
@@ -45,10 +45,24 @@ impl fmt::Display for Deferred {
 
 impl wasmi::errors::HostError for Deferred {}
 
+/// A host trap that is WASI `proc_exit`.
+#[derive(Debug)]
+struct ProcExit(u32);
+
+impl fmt::Display for ProcExit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "proc_exit({})", self.0)
+    }
+}
+
+impl wasmi::errors::HostError for ProcExit {}
+
 struct State {
     limits: StoreLimits,
     imports: Vec<Import>,
     deferred: Option<Box<dyn Any>>,
+    /// A call the host runs to completion is running: imports may not defer.
+    nested: bool,
 }
 
 enum Suspended {
@@ -61,6 +75,11 @@ pub struct WasmiInstance {
     instance: wasmi::Instance,
     memory: Memory,
     suspended: Option<(Suspended, usize)>,
+    /// Fuel used by finished slices and calls.
+    consumed: u64,
+    /// Fuel given to the slice or call now running (what it has not used is still in the
+    /// store).
+    granted: u64,
 }
 
 fn to_wasmi(t: ValType) -> wasmi::ValType {
@@ -107,9 +126,13 @@ fn to_val(t: wasmi::ValType, x: i64) -> Val {
 }
 
 fn trap(e: &Error) -> Trap {
+    if let Some(ProcExit(code)) = e.downcast_ref::<ProcExit>() {
+        return Trap::exit(*code);
+    }
     Trap {
         message: e.to_string(),
-        out_of_fuel: false,
+        out_of_fuel: e.as_trap_code() == Some(TrapCode::OutOfFuel),
+        exit_code: None,
     }
 }
 
@@ -149,15 +172,15 @@ impl Engine for WasmiEngine {
                 .build(),
             imports: imports.to_vec(),
             deferred: None,
+            nested: false,
         };
-        let mut store = Store::new(&self.engine, state);
+        // The module's own engine: it may have been compiled by another host's engine.
+        let mut store = Store::new(module.0.engine(), state);
         store.limiter(|s| &mut s.limits);
         let mut externs = Vec::new();
         for import in module.0.imports() {
             let (m, name) = (import.module(), import.name());
-            let found = (m == abi::IMPORT_MODULE)
-                .then(|| imports.iter().position(|i| i.name == name))
-                .flatten();
+            let found = imports.iter().position(|i| i.module == m && i.name == name);
             let Some(index) = found else {
                 return Err(LoadError::UnknownImport {
                     module: m.into(),
@@ -186,6 +209,8 @@ impl Engine for WasmiEngine {
             instance,
             memory,
             suspended: None,
+            consumed: 0,
+            granted: 0,
         })
     }
 }
@@ -215,6 +240,10 @@ impl GuestMemory for CallerMemory<'_, '_> {
             });
         };
         copy_in(memory.data_mut(&mut *self.caller), ptr, bytes)
+    }
+
+    fn may_suspend(&self) -> bool {
+        !self.caller.data().nested
     }
 }
 
@@ -247,6 +276,7 @@ fn host_call(
             caller.data_mut().deferred = Some(request);
             Err(Error::host(Deferred))
         }
+        HostOutcome::Exit(code) => Err(Error::host(ProcExit(code))),
     }
 }
 
@@ -266,6 +296,7 @@ impl WasmiInstance {
             }
             Ok(ResumableCall::HostTrap(c)) => {
                 if c.host_error().downcast_ref::<Deferred>().is_none() {
+                    self.suspended = None;
                     return Err(trap(c.host_error()));
                 }
                 match self.store.data_mut().deferred.take() {
@@ -273,18 +304,33 @@ impl WasmiInstance {
                         self.suspended = Some((Suspended::Host(c), n));
                         Ok(Slice::Deferred(request))
                     }
-                    None => Err(Trap {
-                        message: "deferred import without a request".into(),
-                        out_of_fuel: false,
-                    }),
+                    None => Err(Trap::new("deferred import without a request")),
                 }
             }
             Err(e) => Err(trap(&e)),
         }
     }
 
+    /// Starts a slice or call with `fuel`, first counting what the last one used.
     fn set_fuel(&mut self, fuel: u64) -> Result<(), Trap> {
+        self.settle_fuel();
+        self.granted = fuel;
         self.store.set_fuel(fuel).map_err(|e| trap(&e))
+    }
+
+    /// Adds what the running slice has used so far to `consumed`.
+    fn settle_fuel(&mut self) {
+        let left = self.store.get_fuel().unwrap_or(0);
+        self.consumed += self.granted.saturating_sub(left);
+        self.granted = left;
+    }
+
+    /// Runs `f` as a call the host runs to completion: imports may not defer in it.
+    fn nested<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R {
+        let outer = std::mem::replace(&mut self.store.data_mut().nested, true);
+        let r = f(self);
+        self.store.data_mut().nested = outer;
+        r
     }
 
     fn result_slots(&self, func: &Func) -> Vec<Val> {
@@ -298,10 +344,7 @@ impl WasmiInstance {
     fn func(&self, export: &str) -> Result<Func, Trap> {
         self.instance
             .get_func(&self.store, export)
-            .ok_or_else(|| Trap {
-                message: format!("no export `{export}`"),
-                out_of_fuel: false,
-            })
+            .ok_or_else(|| Trap::new(format!("no export `{export}`")))
     }
 
     fn args_for(&self, func: &Func, args: &[i64]) -> Vec<Val> {
@@ -321,10 +364,9 @@ impl Instance for WasmiInstance {
 
     fn start(&mut self, export: &str, args: &[i64], fuel: u64) -> Result<Slice, Trap> {
         if self.suspended.is_some() {
-            return Err(Trap {
-                message: format!("`{export}` started while another export is suspended"),
-                out_of_fuel: false,
-            });
+            return Err(Trap::new(format!(
+                "`{export}` started while another export is suspended"
+            )));
         }
         let func = self.func(export)?;
         let inputs = self.args_for(&func, args);
@@ -336,10 +378,7 @@ impl Instance for WasmiInstance {
 
     fn resume_fuel(&mut self, fuel: u64) -> Result<Slice, Trap> {
         let Some((Suspended::Fuel(c), n)) = self.suspended.take() else {
-            return Err(Trap {
-                message: "nothing is waiting for fuel".into(),
-                out_of_fuel: false,
-            });
+            return Err(Trap::new("nothing is waiting for fuel"));
         };
         self.set_fuel(fuel)?;
         let mut outputs = vec![Val::I32(0); n];
@@ -349,28 +388,25 @@ impl Instance for WasmiInstance {
 
     fn resume_host(&mut self, answer: Answer, fuel: u64) -> Result<Slice, Trap> {
         let Some((Suspended::Host(c), n)) = self.suspended.take() else {
-            return Err(Trap {
-                message: "nothing is waiting for a host result".into(),
-                out_of_fuel: false,
-            });
+            return Err(Trap::new("nothing is waiting for a host result"));
         };
         // wasmi lets us run the caller's allocator while the export is suspended.
         let result = match &answer.delivery {
             None => answer.code,
             Some(d) => {
                 let alloc = self.func(abi::ALLOC).ok();
-                let mut alloc_in = |len: u32| {
-                    let f = alloc?;
-                    let mut out = [Val::I32(0)];
-                    self.store.set_fuel(d.alloc_fuel).ok()?;
-                    f.call(&mut self.store, &[Val::I32(len as i32)], &mut out)
-                        .ok()?;
-                    Some(val(&out[0]) as u32)
-                };
                 let ptr = if d.bytes.is_empty() {
                     Some(0)
                 } else {
-                    alloc_in(d.bytes.len() as u32)
+                    let len = d.bytes.len() as u32;
+                    self.nested(|me| {
+                        let f = alloc?;
+                        let mut out = [Val::I32(0)];
+                        me.set_fuel(d.alloc_fuel).ok()?;
+                        f.call(&mut me.store, &[Val::I32(len as i32)], &mut out)
+                            .ok()?;
+                        Some(val(&out[0]) as u32)
+                    })
                 };
                 d.deliver(answer.code, |_| ptr, self)
             }
@@ -388,8 +424,9 @@ impl Instance for WasmiInstance {
         let inputs = self.args_for(&func, args);
         let mut outputs = self.result_slots(&func);
         self.set_fuel(fuel)?;
-        func.call(&mut self.store, &inputs, &mut outputs)
+        self.nested(|me| func.call(&mut me.store, &inputs, &mut outputs))
             .map_err(|e| trap(&e))?;
+        self.settle_fuel();
         Ok(outputs.iter().map(val).collect())
     }
 
@@ -403,6 +440,51 @@ impl Instance for WasmiInstance {
 
     fn abandon(&mut self) {
         self.suspended = None;
+    }
+
+    fn fuel_consumed(&self) -> u64 {
+        let left = self.store.get_fuel().unwrap_or(0);
+        self.consumed + self.granted.saturating_sub(left)
+    }
+
+    fn global(&mut self, name: &str) -> Option<GlobalValue> {
+        let global = self.instance.get_global(&self.store, name)?;
+        match global.get(&self.store) {
+            Val::I32(x) => Some(GlobalValue::I32(x)),
+            Val::I64(x) => Some(GlobalValue::I64(x)),
+            Val::F32(x) => Some(GlobalValue::F32(x.to_bits())),
+            Val::F64(x) => Some(GlobalValue::F64(x.to_bits())),
+            _ => None,
+        }
+    }
+
+    fn set_global(&mut self, name: &str, value: GlobalValue) -> Result<(), Trap> {
+        let global = self
+            .instance
+            .get_global(&self.store, name)
+            .ok_or_else(|| Trap::new(format!("no global `{name}`")))?;
+        let v = match value {
+            GlobalValue::I32(x) => Val::I32(x),
+            GlobalValue::I64(x) => Val::I64(x),
+            GlobalValue::F32(x) => Val::F32(wasmi::F32::from_bits(x)),
+            GlobalValue::F64(x) => Val::F64(wasmi::F64::from_bits(x)),
+        };
+        global
+            .set(&mut self.store, v)
+            .map_err(|e| Trap::new(format!("setting global `{name}`: {e}")))
+    }
+
+    fn grow_memory(&mut self, bytes: u64) -> Result<(), Trap> {
+        const PAGE: u64 = 65_536;
+        let have = self.memory_size();
+        if have >= bytes {
+            return Ok(());
+        }
+        let pages = (bytes - have).div_ceil(PAGE);
+        self.memory
+            .grow(&mut self.store, pages)
+            .map(|_| ())
+            .map_err(|e| Trap::new(format!("growing memory to {bytes} bytes: {e}")))
     }
 }
 

@@ -11,8 +11,8 @@
 //! drives the instance: no `unsafe`, and an instance is only ever polled on that thread.
 
 use super::{
-    Answer, Engine, ExportShape, GuestMemory, HostOutcome, Import, Instance, Limits, LoadError,
-    MemoryError, Slice, Trap, check_pulp_exports, copy_in, copy_out, signature,
+    Answer, Engine, ExportShape, GlobalValue, GuestMemory, HostOutcome, Import, Instance, Limits,
+    LoadError, MemoryError, Slice, Trap, check_pulp_exports, copy_in, copy_out, signature,
 };
 use crate::abi::{self, ValType};
 use std::any::Any;
@@ -59,7 +59,21 @@ pub struct WasmtimeModule(Module);
 struct State {
     id: u64,
     limits: StoreLimits,
+    /// A call the host runs to completion is running: imports may not defer.
+    nested: bool,
 }
+
+/// WASI `proc_exit`, raised by a host function to end the running export.
+#[derive(Debug)]
+struct ProcExit(u32);
+
+impl std::fmt::Display for ProcExit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "proc_exit({})", self.0)
+    }
+}
+
+impl std::error::Error for ProcExit {}
 
 type Running = Pin<Box<dyn Future<Output = (Store<State>, wasmtime::Result<Vec<Val>>)>>>;
 
@@ -72,6 +86,10 @@ pub struct WasmtimeInstance {
     memory: Memory,
     exports: BTreeSet<String>,
     running: Option<Running>,
+    /// Fuel used by finished calls.
+    consumed: u64,
+    /// Fuel the store was given for the call now running.
+    granted: u64,
 }
 
 fn to_wt(t: ValType) -> wasmtime::ValType {
@@ -107,9 +125,13 @@ fn to_val(t: &wasmtime::ValType, x: i64) -> Val {
 }
 
 fn trap(e: &wasmtime::Error) -> Trap {
+    if let Some(ProcExit(code)) = e.downcast_ref::<ProcExit>() {
+        return Trap::exit(*code);
+    }
     Trap {
         message: format!("{e:#}"),
         out_of_fuel: e.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::OutOfFuel),
+        exit_code: None,
     }
 }
 
@@ -156,14 +178,20 @@ impl GuestMemory for CallerMemory<'_, '_> {
             }),
         }
     }
+    fn may_suspend(&self) -> bool {
+        !self.caller.data().nested
+    }
 }
 
-/// Runs import `index` of the instance whose store this is; true if it deferred.
-fn run_import(
-    caller: &mut Caller<'_, State>,
-    index: usize,
-    args: &[i64],
-) -> Result<Option<i64>, Trap> {
+/// What an import did: returned a value, deferred, or ended the instance.
+enum Ran {
+    Value(i64),
+    Deferred,
+    Exit(u32),
+}
+
+/// Runs import `index` of the instance whose store this is.
+fn run_import(caller: &mut Caller<'_, State>, index: usize, args: &[i64]) -> Result<Ran, Trap> {
     let id = caller.data().id;
     let run = IMPORTS.with(|m| {
         m.borrow()
@@ -172,21 +200,19 @@ fn run_import(
             .map(|i| i.run.clone())
     });
     let Some(run) = run else {
-        return Err(Trap {
-            message: "import table missing".into(),
-            out_of_fuel: false,
-        });
+        return Err(Trap::new("import table missing"));
     };
     let memory = caller
         .get_export(abi::MEMORY)
         .and_then(wasmtime::Extern::into_memory);
     let mut mem = CallerMemory { caller, memory };
     match run(&mut mem, args) {
-        HostOutcome::Return(x) => Ok(Some(x)),
+        HostOutcome::Return(x) => Ok(Ran::Value(x)),
         HostOutcome::Defer(request) => {
             DEFERRED.with(|d| d.borrow_mut().entry(id).or_default().request = Some(request));
-            Ok(None)
+            Ok(Ran::Deferred)
         }
+        HostOutcome::Exit(code) => Ok(Ran::Exit(code)),
     }
 }
 
@@ -206,7 +232,10 @@ async fn finish_deferred(caller: &mut Caller<'_, State>, answer: Answer) -> i64 
             Some(f) => {
                 let mut out = [Val::I32(0)];
                 let args = [Val::I32(d.bytes.len() as i32)];
-                match f.call_async(&mut *caller, &args, &mut out).await {
+                caller.data_mut().nested = true;
+                let called = f.call_async(&mut *caller, &args, &mut out).await;
+                caller.data_mut().nested = false;
+                match called {
                     Ok(()) => Some(val(&out[0]) as u32),
                     Err(_) => None,
                 }
@@ -235,14 +264,15 @@ fn host_func(store: &mut Store<State>, import: &Import, index: usize) -> Func {
         let args: Vec<i64> = params.iter().map(val).collect();
         Box::new(async move {
             let value = match run_import(&mut caller, index, &args) {
-                Ok(Some(x)) => x,
-                Ok(None) => {
+                Ok(Ran::Value(x)) => x,
+                Ok(Ran::Deferred) => {
                     let id = caller.data().id;
                     match (WaitAnswer { id }).await {
                         Some(answer) => finish_deferred(&mut caller, answer).await,
                         None => return Err(wasmtime::Error::msg("deferred call dropped")),
                     }
                 }
+                Ok(Ran::Exit(code)) => return Err(wasmtime::Error::new(ProcExit(code))),
                 Err(t) => return Err(wasmtime::Error::msg(t.message)),
             };
             if let (Some(slot), Some(ty)) = (results.first_mut(), result_type) {
@@ -300,15 +330,15 @@ impl Engine for WasmtimeEngine {
                 .memory_size(usize::try_from(limits.max_memory).unwrap_or(usize::MAX))
                 .instances(1)
                 .build(),
+            nested: false,
         };
-        let mut store = Store::new(&self.engine, state);
+        // The module's own engine: it may have been compiled by another host's engine.
+        let mut store = Store::new(module.0.engine(), state);
         store.limiter(|s| &mut s.limits);
         let mut externs = Vec::new();
         for import in module.0.imports() {
             let (m, name) = (import.module(), import.name());
-            let found = (m == abi::IMPORT_MODULE)
-                .then(|| imports.iter().position(|i| i.name == name))
-                .flatten();
+            let found = imports.iter().position(|i| i.module == m && i.name == name);
             let Some(index) = found else {
                 return Err(LoadError::UnknownImport {
                     module: m.into(),
@@ -351,6 +381,8 @@ impl Engine for WasmtimeEngine {
             memory,
             exports,
             running: None,
+            consumed: 0,
+            granted: 0,
         })
     }
 }
@@ -368,24 +400,30 @@ fn poll_to_end<F: Future>(f: F) -> F::Output {
 
 impl WasmtimeInstance {
     fn suspended(&self) -> Trap {
-        Trap {
-            message: "the instance is running an export".into(),
-            out_of_fuel: false,
-        }
+        Trap::new("the instance is running an export")
+    }
+
+    /// Counts the fuel the call that just gave the store back used.
+    fn settle_fuel(&mut self) {
+        let left = self
+            .store
+            .as_ref()
+            .and_then(|s| s.get_fuel().ok())
+            .unwrap_or(0);
+        self.consumed += self.granted.saturating_sub(left);
+        self.granted = left;
     }
 
     fn poll(&mut self) -> Result<Slice, Trap> {
         let Some(fut) = self.running.as_mut() else {
-            return Err(Trap {
-                message: "nothing is running".into(),
-                out_of_fuel: false,
-            });
+            return Err(Trap::new("nothing is running"));
         };
         let mut cx = Context::from_waker(Waker::noop());
         match fut.as_mut().poll(&mut cx) {
             Poll::Ready((store, result)) => {
                 self.running = None;
                 self.store = Some(store);
+                self.settle_fuel();
                 match result {
                     Ok(values) => Ok(Slice::Finished(values.iter().map(val).collect())),
                     Err(e) => Err(trap(&e)),
@@ -424,10 +462,7 @@ impl Instance for WasmtimeInstance {
         };
         let Some(func) = self.instance.get_func(&mut store, export) else {
             self.store = Some(store);
-            return Err(Trap {
-                message: format!("no export `{export}`"),
-                out_of_fuel: false,
-            });
+            return Err(Trap::new(format!("no export `{export}`")));
         };
         let ty = func.ty(&store);
         let params: Vec<Val> = ty.params().zip(args).map(|(t, x)| to_val(&t, *x)).collect();
@@ -441,6 +476,7 @@ impl Instance for WasmtimeInstance {
             self.store = Some(store);
             return Err(trap(&e));
         }
+        self.granted = self.budget.max(1);
         self.running = Some(Box::pin(async move {
             let r = func.call_async(&mut store, &params, &mut results).await;
             (store, r.map(|()| results))
@@ -466,10 +502,7 @@ impl Instance for WasmtimeInstance {
         let func = self
             .instance
             .get_func(&mut *store, export)
-            .ok_or_else(|| Trap {
-                message: format!("no export `{export}`"),
-                out_of_fuel: false,
-            })?;
+            .ok_or_else(|| Trap::new(format!("no export `{export}`")))?;
         let ty = func.ty(&*store);
         let params: Vec<Val> = ty.params().zip(args).map(|(t, x)| to_val(&t, *x)).collect();
         let mut results: Vec<Val> = ty.results().map(|t| to_val(&t, 0)).collect();
@@ -477,7 +510,12 @@ impl Instance for WasmtimeInstance {
             .set_fuel(fuel)
             .and_then(|()| store.fuel_async_yield_interval(None))
             .map_err(|e| trap(&e))?;
-        poll_to_end(func.call_async(&mut *store, &params, &mut results)).map_err(|e| trap(&e))?;
+        self.granted = fuel;
+        store.data_mut().nested = true;
+        let called = poll_to_end(func.call_async(&mut *store, &params, &mut results));
+        store.data_mut().nested = false;
+        self.settle_fuel();
+        called.map_err(|e| trap(&e))?;
         Ok(results.iter().map(val).collect())
     }
 
@@ -511,6 +549,60 @@ impl Instance for WasmtimeInstance {
         }
         let id = self.id;
         DEFERRED.with(|d| d.borrow_mut().remove(&id));
+    }
+
+    fn fuel_consumed(&self) -> u64 {
+        match &self.store {
+            Some(s) => self.consumed + self.granted.saturating_sub(s.get_fuel().unwrap_or(0)),
+            None => self.consumed,
+        }
+    }
+
+    fn global(&mut self, name: &str) -> Option<GlobalValue> {
+        let store = self.store.as_mut()?;
+        let global = self.instance.get_global(&mut *store, name)?;
+        match global.get(&mut *store) {
+            Val::I32(x) => Some(GlobalValue::I32(x)),
+            Val::I64(x) => Some(GlobalValue::I64(x)),
+            Val::F32(x) => Some(GlobalValue::F32(x)),
+            Val::F64(x) => Some(GlobalValue::F64(x)),
+            _ => None,
+        }
+    }
+
+    fn set_global(&mut self, name: &str, value: GlobalValue) -> Result<(), Trap> {
+        let Some(store) = self.store.as_mut() else {
+            return Err(self.suspended());
+        };
+        let global = self
+            .instance
+            .get_global(&mut *store, name)
+            .ok_or_else(|| Trap::new(format!("no global `{name}`")))?;
+        let v = match value {
+            GlobalValue::I32(x) => Val::I32(x),
+            GlobalValue::I64(x) => Val::I64(x),
+            GlobalValue::F32(x) => Val::F32(x),
+            GlobalValue::F64(x) => Val::F64(x),
+        };
+        global
+            .set(&mut *store, v)
+            .map_err(|e| Trap::new(format!("setting global `{name}`: {e:#}")))
+    }
+
+    fn grow_memory(&mut self, bytes: u64) -> Result<(), Trap> {
+        const PAGE: u64 = 65_536;
+        let have = self.memory_size();
+        if have >= bytes {
+            return Ok(());
+        }
+        let Some(store) = self.store.as_mut() else {
+            return Err(self.suspended());
+        };
+        let pages = (bytes - have).div_ceil(PAGE);
+        self.memory
+            .grow(&mut *store, pages)
+            .map(|_| ())
+            .map_err(|e| Trap::new(format!("growing memory to {bytes} bytes: {e:#}")))
     }
 }
 

@@ -1,0 +1,3 @@
+module cellhost.test/gocells
+
+go 1.25
