@@ -13,6 +13,7 @@
 //! are not deterministic: they record a trace and the simulation's oracles judge it.
 
 pub mod boot;
+mod doorbells;
 pub mod elf;
 mod events;
 mod machine;

@@ -2,16 +2,16 @@
 //! irqchip (created before the vCPU, as x86 requires), the interrupt line (an irqfd) and the
 //! doorbells (ioeventfds on the doorbell port, one datamatch per doorbell id).
 
+use crate::doorbells::Doorbells;
 use crate::events::EventChannel;
 use crate::ram::GuestRam;
 use crate::signals::{DoorbellWaiter, IrqLine};
 use crate::vcpu::{ExitHandler, VcpuThread};
 use crate::{KvmError, boot, elf};
-use hv::metal::{DOORBELL_MMIO, IMAGE_GPA, IRQ_GSI, PARAMS_GPA, PARAMS_MAX, SHM_GPA};
+use hv::metal::{IMAGE_GPA, IRQ_GSI, PARAMS_GPA, PARAMS_MAX, SHM_GPA};
 use kvm_bindings::kvm_userspace_memory_region;
-use kvm_ioctls::{IoEventAddress, Kvm, VcpuFd, VmFd};
+use kvm_ioctls::{Kvm, VcpuFd, VmFd};
 use raw_shm::RawShm;
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 
@@ -34,43 +34,6 @@ pub struct Machine {
     loaded: bool,
     doorbells: Arc<Doorbells>,
     events: Arc<EventChannel>,
-}
-
-/// The doorbells' eventfds by id, each registered as an ioeventfd once. Shared with the vCPU
-/// thread: a ring of an id nobody asked for yet exits to it instead of reaching an eventfd, and
-/// it creates the eventfd and adds the ring, so a guest that rings before the monitor listens
-/// loses nothing (eventfd counters latch, as the simulation's do).
-pub(crate) struct Doorbells {
-    vm: Arc<VmFd>,
-    fds: Mutex<BTreeMap<u64, EventFd>>,
-}
-
-impl Doorbells {
-    /// A new handle on doorbell `id`'s counter, creating and registering it on first use.
-    pub(crate) fn handle(&self, id: u64) -> Result<EventFd, KvmError> {
-        let datamatch = u32::try_from(id).map_err(|_| KvmError::DoorbellId(id))?;
-        let mut fds = self
-            .fds
-            .lock()
-            .map_err(|_| KvmError::Poisoned("doorbells"))?;
-        if let Some(fd) = fds.get(&id) {
-            return fd.try_clone().map_err(|e| KvmError::Os("dup eventfd", e));
-        }
-        let fd = EventFd::new(EFD_NONBLOCK).map_err(|e| KvmError::Os("eventfd", e))?;
-        self.vm
-            .register_ioevent(&fd, &IoEventAddress::Mmio(DOORBELL_MMIO), datamatch)
-            .map_err(|e| KvmError::Ioctl("KVM_IOEVENTFD", e))?;
-        let mine = fd.try_clone().map_err(|e| KvmError::Os("dup eventfd", e))?;
-        fds.insert(id, fd);
-        Ok(mine)
-    }
-
-    /// A ring that exited to the VMM because no ioeventfd matched it yet.
-    pub(crate) fn ring_late(&self, id: u64) -> Result<(), KvmError> {
-        self.handle(id)?
-            .write(1)
-            .map_err(|e| KvmError::Os("eventfd write", e))
-    }
 }
 
 impl Machine {

@@ -10,8 +10,8 @@
 //! thread has gone, since one can land just before `KVM_RUN` starts.
 
 use crate::KvmError;
+use crate::doorbells::Doorbells;
 use crate::events::EventChannel;
-use crate::machine::Doorbells;
 use hv::metal::{DOORBELL_MMIO, HYPERCALL_MMIO, hypercall};
 use kvm_ioctls::{VcpuExit, VcpuFd};
 use std::sync::atomic::{AtomicBool, Ordering};

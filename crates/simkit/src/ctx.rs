@@ -5,7 +5,6 @@
 use crate::buggify::SiteKey;
 use crate::kernel::{ActorId, Kernel, WaitCondition};
 use crate::memory::{Memory, Ordering};
-use crate::region::Region;
 use std::cell::RefCell;
 use std::fmt;
 use std::future::Future;
@@ -97,6 +96,27 @@ impl Ctx {
         self.kernel.borrow_mut().buggify_at(site)
     }
 
+    /// Coverage: the run reached the abstract state `key` of `domain` (see `observe.rs`).
+    pub fn cover(&self, domain: &str, key: u64) {
+        self.kernel.borrow_mut().cover(domain, key);
+    }
+
+    /// A sometimes-assertion: the run reached the state the scenario's goal `goal` names.
+    pub fn reached(&self, goal: &'static str) {
+        self.kernel.borrow_mut().reached(goal);
+    }
+
+    /// Declares the fault kind `kind` switched on in this run (so a sweep can tell a fault that
+    /// never fired from one never armed).
+    pub fn arm_fault(&self, kind: &str) {
+        self.kernel.borrow_mut().arm_fault(kind);
+    }
+
+    /// Counts one firing of the fault kind `kind`.
+    pub fn fault(&self, kind: &str) {
+        self.kernel.borrow_mut().fault_fired(kind);
+    }
+
     /// A value in `0..bound` from the decision source.
     pub fn choose(&self, bound: u64) -> u64 {
         self.kernel.borrow_mut().ds.choose(bound)
@@ -123,16 +143,30 @@ impl Ctx {
         }
     }
 
-    /// A full or one-way fence by the current actor. A scheduling point.
+    /// A full or one-way fence by the current actor: a trace line, and a scheduling point in
+    /// the `relaxed` mode only (see `Memory::fence_is_scheduling_point`).
     pub async fn fence(&self, order: Ordering) {
-        self.yield_now().await;
+        let point = self.kernel.borrow().mem.fence_is_scheduling_point();
+        if point {
+            self.yield_now().await;
+        }
         let mut k = self.kernel.borrow_mut();
         let actor = k.current.map_or(usize::MAX, ActorId::index);
         k.mem.fence(actor, order);
-        k.trace(
-            "fence",
-            format_args!("o={}", crate::memory::short_order(order)),
-        );
+        let e = crate::trace::MemEvent {
+            op: crate::trace::MemOp::Fence,
+            order: crate::memory::order_code(order),
+            note: 0,
+            len: 0,
+            addr: 0,
+            a: 0,
+            b: 0,
+            c: 0,
+        };
+        let who = k.current;
+        k.trace_mem(who, &e, |_| {
+            format!("o={}", crate::memory::short_order(order))
+        });
     }
 
     /// The signaller's side of a kernel-mediated signal (see `Memory::sync_release`). Not a
@@ -148,11 +182,6 @@ impl Ctx {
         let mut k = self.kernel.borrow_mut();
         let actor = k.current.map_or(usize::MAX, ActorId::index);
         k.mem.sync_acquire(actor, token);
-    }
-
-    /// A view of a region of shared memory.
-    pub fn region(&self, name: &str, base: u64, len: u64) -> Region {
-        Region::new(self.clone(), name, base, len)
     }
 
     /// Reads committed memory (what an outside observer sees), for oracles and wait conditions.

@@ -6,7 +6,7 @@
 
 use crate::ctx::Ctx;
 use crate::decision::DecisionSource;
-use crate::kernel::{ActorFuture, ActorId, Event, Kernel, KernelOptions};
+use crate::kernel::{ActorFuture, ActorId, At, Event, Kernel, KernelOptions};
 use crate::memory::{MemMode, Memory};
 use crate::region::Region;
 use crate::strategy::{Schedulable, Strategy};
@@ -38,6 +38,20 @@ pub enum EndReason {
 pub struct LostWakeup {
     pub actor: String,
     pub label: String,
+    /// When the waiter registered (just before it parked).
+    pub parked: At,
+    /// When its condition became true for good: the first point a watcher could tell the
+    /// waiter should be awake.
+    pub since: At,
+}
+
+/// An actor whose future panicked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ActorPanic {
+    pub actor: String,
+    pub message: String,
+    /// The panic's trace line.
+    pub at: At,
 }
 
 /// What the kernel saw of a run. Oracles turn this into a verdict.
@@ -48,9 +62,11 @@ pub struct RunOutcome {
     pub unfinished: Vec<String>,
     pub lost_wakeups: Vec<LostWakeup>,
     /// Actors whose future panicked, with the panic message.
-    pub panics: Vec<(String, String)>,
+    pub panics: Vec<ActorPanic>,
     pub steps: u64,
     pub now_ns: u64,
+    /// Where the run ended (the last trace line).
+    pub end_at: At,
 }
 
 impl RunOutcome {
@@ -83,6 +99,15 @@ impl RunOutcome {
 
 thread_local! {
     static POLLING_ACTOR: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// The memory model of this thread's last finished run, reset and reused by the next `Sim`
+    /// (a sweep worker runs seed after seed on one thread).
+    static SPARE_MEMORY: RefCell<Option<Memory>> = const { RefCell::new(None) };
+}
+
+/// Drops what this thread kept from earlier runs for reuse, so the next run starts from fresh
+/// allocations (tests compare the two).
+pub fn clear_spares() {
+    SPARE_MEMORY.with(|s| s.borrow_mut().take());
 }
 
 /// Installs a panic hook that stays silent for panics inside an actor (the executor catches
@@ -132,11 +157,13 @@ pub struct Sim {
     /// Runnable actors, ascending: the strategy's choice set whenever no store is buffered.
     ready: Vec<Schedulable>,
     queue: Arc<WakeQueue>,
+    /// The woken list taken out of `queue` (swapped, so neither side reallocates).
+    woken: Vec<u32>,
     strategy: Box<dyn Strategy>,
     schedulables: Vec<Schedulable>,
     schedule: Vec<Schedulable>,
     stop_when_done: bool,
-    panics: Vec<(String, String)>,
+    panics: Vec<ActorPanic>,
     /// Set when the actor just polled exceeded its progress budget.
     over_budget: Option<(String, u64)>,
 }
@@ -148,12 +175,20 @@ impl Sim {
         mode: MemMode,
         opts: KernelOptions,
     ) -> Self {
-        let kernel = Kernel::new(ds, Memory::new(mode, 0), opts);
+        let mem = match SPARE_MEMORY.with(|s| s.borrow_mut().take()) {
+            Some(mut m) => {
+                m.reset(mode);
+                m
+            }
+            None => Memory::new(mode, 0),
+        };
+        let kernel = Kernel::new(ds, mem, opts);
         Self {
             kernel: Rc::new(RefCell::new(kernel)),
             slots: Vec::new(),
             ready: Vec::new(),
             queue: Arc::default(),
+            woken: Vec::new(),
             strategy,
             schedulables: Vec::new(),
             schedule: Vec::new(),
@@ -176,8 +211,7 @@ impl Sim {
 
     /// Allocates a zeroed region of shared memory.
     pub fn alloc_region(&mut self, name: &str, len: u64) -> Region {
-        let base = self.kernel.borrow_mut().mem.grow(len as usize);
-        self.ctx().region(name, base, len)
+        Region::alloc(&self.ctx(), name, len)
     }
 
     pub fn spawn(&mut self, name: &str, fut: impl Future<Output = ()> + 'static) -> ActorId {
@@ -224,14 +258,24 @@ impl Sim {
         }
     }
 
+    fn unready(&mut self, id: ActorId) {
+        if let Ok(pos) = self.ready.binary_search(&Schedulable::Actor(id)) {
+            self.ready.remove(pos);
+        }
+    }
+
     fn collect_wakes(&mut self) {
-        let woken =
-            std::mem::take(&mut *self.queue.woken.lock().unwrap_or_else(|e| e.into_inner()));
-        for id in woken {
+        let mut woken = std::mem::take(&mut self.woken);
+        std::mem::swap(
+            &mut *self.queue.woken.lock().unwrap_or_else(|e| e.into_inner()),
+            &mut woken,
+        );
+        for id in woken.drain(..) {
             if (id as usize) < self.slots.len() {
                 self.make_ready(ActorId(id));
             }
         }
+        self.woken = woken;
     }
 
     fn fire_due_events(&mut self) {
@@ -257,12 +301,12 @@ impl Sim {
     }
 
     fn poll_actor(&mut self, id: ActorId) {
+        // The actor stays in `ready` while it runs; it leaves after its step unless it was woken
+        // again (most steps end in a yield, which wakes it: no removal and re-insertion then).
         let slot = &mut self.slots[id.index()];
         slot.ready = false;
-        if let Ok(pos) = self.ready.binary_search(&Schedulable::Actor(id)) {
-            self.ready.remove(pos);
-        }
         let Some(mut future) = slot.future.take() else {
+            self.unready(id);
             return;
         };
         let waker = slot.waker.clone();
@@ -305,7 +349,11 @@ impl Sim {
                 k.actors[id.index()].finished = true;
                 let name = k.actors[id.index()].name.clone();
                 k.trace_as(&name, "panic", format_args!("{msg}"));
-                self.panics.push((name.to_string(), msg));
+                self.panics.push(ActorPanic {
+                    actor: name.to_string(),
+                    message: msg,
+                    at: k.position(),
+                });
                 for w in std::mem::take(&mut k.actors[id.index()].joiners) {
                     w.wake();
                 }
@@ -320,6 +368,9 @@ impl Sim {
         self.collect_wakes();
         // Progress accounting: an actor that is runnable again right after its step is busy.
         let still_ready = self.slots[id.index()].ready;
+        if !still_ready {
+            self.unready(id);
+        }
         let mut k = self.kernel.borrow_mut();
         let budget = k.opts.progress_budget;
         if let Some(info) = k.actors.get_mut(id.index()) {
@@ -337,13 +388,25 @@ impl Sim {
     fn drain(&mut self, owner: ActorId, forced: bool) {
         let mut k = self.kernel.borrow_mut();
         if let Some(d) = k.mem.drain_one(owner.index()) {
-            let name = format!("{}.sb", k.actor_name(owner));
-            let how = if forced { " forced" } else { "" };
-            k.trace_as(
-                &name,
-                "drain",
-                format_args!("addr={:#x} len={}{how}", d.addr, d.len),
-            );
+            let e = crate::trace::MemEvent {
+                op: crate::trace::MemOp::Drain,
+                order: 0,
+                note: 0,
+                len: d.len as u32,
+                addr: d.addr,
+                a: u64::from(forced),
+                b: 0,
+                c: 0,
+            };
+            k.trace_mem(Some(owner), &e, |k| {
+                let how = if forced { " forced" } else { "" };
+                let place = k.place(d.addr, d.len as u64);
+                if place.is_whole_field() {
+                    format!("{place}{how}")
+                } else {
+                    format!("{place} len={}{how}", d.len)
+                }
+            });
         }
     }
 
@@ -354,6 +417,7 @@ impl Sim {
             self.adopt_spawned();
             self.fire_due_events();
             self.collect_wakes();
+            self.kernel.borrow_mut().watch_waits();
             if self.stop_when_done && self.all_done() {
                 break EndReason::AllFinished;
             }
@@ -431,13 +495,16 @@ impl Sim {
             .filter(|a| !a.finished && !a.daemon)
             .map(|a| a.name.to_string())
             .collect();
+        let end_at = k.position();
         let lost_wakeups = if end == EndReason::Quiescent {
             k.waits
                 .values()
                 .filter(|w| (w.holds)(&k.mem))
                 .map(|w| LostWakeup {
-                    actor: k.actor_name(w.actor).to_string(),
+                    actor: w.actor.to_string(),
                     label: w.label.clone(),
+                    parked: w.registered,
+                    since: w.holds_since.unwrap_or(end_at),
                 })
                 .collect()
         } else {
@@ -450,6 +517,7 @@ impl Sim {
             panics: self.panics.clone(),
             steps: k.step,
             now_ns: k.now,
+            end_at,
         }
     }
 
@@ -464,6 +532,11 @@ impl Sim {
 
     pub fn take_trace_lines(&mut self) -> Option<Vec<String>> {
         self.kernel.borrow_mut().trace.take_lines()
+    }
+
+    /// What the run observed (coverage, goals, faults), taken out of the kernel.
+    pub fn take_observations(&mut self) -> crate::observe::Observations {
+        std::mem::take(&mut self.kernel.borrow_mut().observed)
     }
 
     /// The recorded decision stream so far.
@@ -481,6 +554,11 @@ impl Drop for Sim {
         // Drop actor futures before the kernel so guards inside them can still reach it.
         for slot in &mut self.slots {
             slot.future = None;
+        }
+        // Keep the memory model's allocations for this thread's next run.
+        if let Ok(mut k) = self.kernel.try_borrow_mut() {
+            let mem = std::mem::replace(&mut k.mem, Memory::new(MemMode::Sc, 0));
+            SPARE_MEMORY.with(|s| *s.borrow_mut() = Some(mem));
         }
     }
 }

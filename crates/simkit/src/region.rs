@@ -1,11 +1,29 @@
 //! A named window onto shared memory. Every access is bounds-checked against the window and is a
 //! scheduling point; atomics are 1, 2, 4 or 8 bytes, little-endian.
+//!
+//! Trace lines name what an access touched: the region it was allocated as and, where a
+//! component named it ([`Region::name_field`], [`Region::slice`], typed atomics made with
+//! `named`), the field: `mbox.seq`, `shm.pipe3.g2h.write`, `shm.pipe3.g2h.data+120`.
 
 use crate::ctx::Ctx;
 use crate::kernel::ActorId;
-use crate::memory::{Access, LoadNote, MemError, Ordering, le_value, short_order};
-use crate::trace::fnv1a_of;
+use crate::memory::{Access, LoadNote, MemError, Ordering, le_value, order_code, short_order};
+use crate::names::Place;
+use crate::trace::{MemEvent, MemOp, fnv1a_of};
 use std::rc::Rc;
+
+/// ` w=<width>` in a trace line, or nothing when the field's name says it (no allocation:
+/// this is on every access).
+struct Width(Option<usize>);
+
+impl std::fmt::Display for Width {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(w) => write!(f, " w={w}"),
+            None => Ok(()),
+        }
+    }
+}
 
 #[derive(Clone)]
 pub struct Region {
@@ -26,12 +44,34 @@ pub enum RmwOp {
 }
 
 impl Region {
-    pub(crate) fn new(ctx: Ctx, name: &str, base: u64, len: u64) -> Self {
+    /// A view of `len` bytes of shared memory at `base` (see [`Region::alloc`] for fresh memory).
+    pub fn new(ctx: Ctx, name: &str, base: u64, len: u64) -> Self {
         Self {
             ctx,
             name: Rc::from(name),
             base,
             len,
+        }
+    }
+
+    /// `len` bytes of fresh, zeroed shared memory, usable at once, also while the world runs
+    /// (a component that maps a new buffer or page).
+    pub fn alloc(ctx: &Ctx, name: &str, len: u64) -> Self {
+        let base = ctx.with(|k| {
+            let base = k.mem.grow(len as usize);
+            k.names.region(base, len, name);
+            base
+        });
+        Region::new(ctx.clone(), name, base, len)
+    }
+
+    /// Names `[offset, offset + len)` of this region for trace lines (a header field, a data
+    /// area). A later name over the same bytes replaces it. Out-of-range names are ignored:
+    /// naming never fails an access.
+    pub fn name_field(&self, offset: u64, len: u64, name: &str) {
+        if self.addr(offset, len as usize).is_ok() {
+            self.ctx
+                .with(|k| k.name_field(self.base + offset, len, name));
         }
     }
 
@@ -51,10 +91,16 @@ impl Region {
         self.len == 0
     }
 
-    /// A sub-window, bounds-checked.
+    /// A sub-window, bounds-checked, and named as a field of this region in trace lines.
     pub fn slice(&self, name: &str, offset: u64, len: u64) -> Result<Region, MemError> {
         self.addr(offset, len as usize)?;
+        self.name_field(offset, len, name);
         Ok(Region::new(self.ctx.clone(), name, self.base + offset, len))
+    }
+
+    /// Checks that `[offset, offset + len)` lies inside the region.
+    pub(crate) fn check(&self, offset: u64, len: u64) -> Result<(), MemError> {
+        self.addr(offset, len as usize).map(|_| ())
     }
 
     fn addr(&self, offset: u64, len: usize) -> Result<u64, MemError> {
@@ -70,6 +116,34 @@ impl Region {
 
     fn actor(k: &crate::kernel::Kernel) -> usize {
         k.current.map_or(usize::MAX, ActorId::index)
+    }
+
+    /// The access's place and, unless it is exactly one named field, its width.
+    fn where_(k: &crate::kernel::Kernel, addr: u64, width: usize) -> (Place, Width) {
+        let place = k.place(addr, width as u64);
+        let w = Width((!place.is_whole_field()).then_some(width));
+        (place, w)
+    }
+
+    fn note_code(n: LoadNote) -> u8 {
+        match (n.forwarded, n.stale_by) {
+            (true, _) => 1,
+            (false, 0) => 0,
+            _ => 2,
+        }
+    }
+
+    fn event(op: MemOp, order: u8, addr: u64, len: usize, a: u64, b: u64, c: u64) -> MemEvent {
+        MemEvent {
+            op,
+            order,
+            note: 0,
+            len: len as u32,
+            addr,
+            a,
+            b,
+            c,
+        }
     }
 
     fn note(n: LoadNote) -> &'static str {
@@ -96,15 +170,16 @@ impl Region {
             &mut k.ds,
         )?;
         let value = le_value(&buf[..width.min(8)]);
-        k.trace(
-            "load",
-            format_args!(
-                "{}+{offset} w={width} v={value} o={}{}",
-                self.name,
+        let mut e = Self::event(MemOp::Load, order_code(order), addr, width, value, 0, 0);
+        e.note = Self::note_code(note);
+        k.trace_mem(k.current, &e, |k| {
+            let (place, w) = Self::where_(k, addr, width);
+            format!(
+                "{place}{w} v={value} o={}{}",
                 short_order(order),
                 Self::note(note)
-            ),
-        );
+            )
+        });
         Ok(value)
     }
 
@@ -128,14 +203,12 @@ impl Region {
             Access::Atomic(order),
             step,
         )?;
-        k.trace(
-            "store",
-            format_args!(
-                "{}+{offset} w={width} v={value} o={}",
-                self.name,
-                short_order(order)
-            ),
-        );
+        let e = Self::event(MemOp::Store, order_code(order), addr, width, value, 0, 0);
+        let who = k.current;
+        k.trace_mem(who, &e, |k| {
+            let (place, w) = Self::where_(k, addr, width);
+            format!("{place}{w} v={value} o={}", short_order(order))
+        });
         Ok(())
     }
 
@@ -168,14 +241,27 @@ impl Region {
         let mut k = self.ctx.kernel.borrow_mut();
         let actor = Self::actor(&k);
         let old = k.mem.rmw(actor, addr, width, order, order, &mut update)?;
-        k.trace(
-            "rmw",
-            format_args!(
-                "{}+{offset} w={width} {op:?} old={old} o={}",
-                self.name,
-                short_order(order)
-            ),
+        let (code, operand) = match op {
+            RmwOp::Swap(v) => (1, v),
+            RmwOp::Add(v) => (2, v),
+            RmwOp::Sub(v) => (3, v),
+            RmwOp::Or(v) => (4, v),
+            RmwOp::And(v) => (5, v),
+        };
+        let e = Self::event(
+            MemOp::Rmw,
+            order_code(order),
+            addr,
+            width,
+            code,
+            operand,
+            old,
         );
+        let who = k.current;
+        k.trace_mem(who, &e, |k| {
+            let (place, w) = Self::where_(k, addr, width);
+            format!("{place}{w} {op:?} old={old} o={}", short_order(order))
+        });
         Ok(old)
     }
 
@@ -198,13 +284,13 @@ impl Region {
             .mem
             .rmw(actor, addr, width, success, failure, &mut update)?;
         let ok = old == expected;
-        k.trace(
-            "cas",
-            format_args!(
-                "{}+{offset} w={width} expect={expected} new={new} old={old} ok={ok}",
-                self.name
-            ),
-        );
+        let order = order_code(success) | order_code(failure) << 4;
+        let e = Self::event(MemOp::Cas, order, addr, width, expected, new, old);
+        let who = k.current;
+        k.trace_mem(who, &e, |k| {
+            let (place, w) = Self::where_(k, addr, width);
+            format!("{place}{w} expect={expected} new={new} old={old} ok={ok}")
+        });
         Ok(if ok { Ok(old) } else { Err(old) })
     }
 
@@ -221,15 +307,13 @@ impl Region {
         let actor = Self::actor(&k);
         let step = k.step;
         k.mem.store(actor, addr, data, Access::Plain, step)?;
-        k.trace(
-            "write",
-            format_args!(
-                "{}+{offset} len={} fnv={:016x}",
-                self.name,
-                data.len(),
-                fnv1a_of(data)
-            ),
-        );
+        let fnv = fnv1a_of(data);
+        let e = Self::event(MemOp::Write, 0, addr, data.len(), fnv, 0, 0);
+        let who = k.current;
+        k.trace_mem(who, &e, |k| {
+            let place = k.place(addr, data.len() as u64);
+            format!("{place} len={} fnv={fnv:016x}", data.len())
+        });
         Ok(())
     }
 
@@ -241,16 +325,14 @@ impl Region {
         let actor = Self::actor(&k);
         let k = &mut *k;
         let note = k.mem.load(actor, addr, buf, Access::Plain, &mut k.ds)?;
-        k.trace(
-            "read",
-            format_args!(
-                "{}+{offset} len={} fnv={:016x}{}",
-                self.name,
-                buf.len(),
-                fnv1a_of(buf),
-                Self::note(note)
-            ),
-        );
+        let fnv = fnv1a_of(buf);
+        let mut e = Self::event(MemOp::Read, 0, addr, buf.len(), fnv, 0, 0);
+        e.note = Self::note_code(note);
+        let len = buf.len();
+        k.trace_mem(k.current, &e, |k| {
+            let place = k.place(addr, len as u64);
+            format!("{place} len={len} fnv={fnv:016x}{}", Self::note(note))
+        });
         Ok(())
     }
 

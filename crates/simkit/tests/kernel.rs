@@ -156,7 +156,12 @@ fn panics_are_caught_and_reported() {
     let mut s = sim(5, MemMode::Sc);
     s.spawn("boom", async { panic!("kaboom") });
     let out = s.run();
-    assert_eq!(out.panics, vec![("boom".to_string(), "kaboom".to_string())]);
+    let panics: Vec<(String, String)> = out
+        .panics
+        .iter()
+        .map(|p| (p.actor.clone(), p.message.clone()))
+        .collect();
+    assert_eq!(panics, vec![("boom".to_string(), "kaboom".to_string())]);
 }
 
 #[test]

@@ -23,11 +23,35 @@
 
 use super::{Access, LoadNote, Ordering, is_acquire, is_release, le_value};
 use crate::decision::DecisionSource;
-use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::rc::Rc;
 
 const HISTORY: usize = 5;
-const PAGE: usize = 4096;
+/// Bytes per history page. A page is made (seeded from committed memory) when a byte of it is
+/// first stored to or read atomically; small pages keep that cost to what a run touches.
+const PAGE: usize = 64;
+
+/// Hashes a `u64` key by one multiply (keys are addresses and page numbers). These maps are
+/// only looked up, never iterated, so their order cannot reach a run.
+#[derive(Default)]
+struct AddrHasher(u64);
+
+impl Hasher for AddrHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (v ^ (v >> 29)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+type AddrMap<V> = HashMap<u64, V, BuildHasherDefault<AddrHasher>>;
 
 type Clock = Vec<u32>;
 
@@ -100,7 +124,7 @@ struct StoreRecord {
 struct ActorView {
     clock: Clock,
     /// Newest store id read or written per atomic location (coherence).
-    seen: BTreeMap<u64, u32>,
+    seen: AddrMap<u32>,
     release_fence: Option<Rc<Clock>>,
     acquire_pending: Clock,
 }
@@ -108,9 +132,12 @@ struct ActorView {
 #[derive(Default)]
 pub(super) struct Views {
     stores: Vec<StoreRecord>,
-    pages: BTreeMap<u64, Box<[ByteHistory]>>,
+    pages: AddrMap<Box<[ByteHistory]>>,
     actors: Vec<ActorView>,
     sc_view: Clock,
+    /// Pages and actor views of earlier runs, reset, for the next run to reuse.
+    spare_pages: Vec<Box<[ByteHistory]>>,
+    spare_actors: Vec<ActorView>,
 }
 
 const INIT_ACTOR: u32 = u32::MAX;
@@ -126,20 +153,50 @@ impl Views {
         }
     }
 
+    /// Forgets everything (a new run), keeping pages, actor views and tables allocated.
+    pub fn reset(&mut self) {
+        self.stores.clear();
+        self.spare_pages.extend(self.pages.drain().map(|(_, p)| p));
+        for mut view in self.actors.drain(..) {
+            view.clock.clear();
+            view.seen.clear();
+            view.release_fence = None;
+            view.acquire_pending.clear();
+            self.spare_actors.push(view);
+        }
+        self.sc_view.clear();
+    }
+
     fn actor(&mut self, actor: usize) -> &mut ActorView {
-        if self.actors.len() <= actor {
-            self.actors.resize_with(actor + 1, ActorView::default);
+        while self.actors.len() <= actor {
+            let view = self.spare_actors.pop().unwrap_or_default();
+            self.actors.push(view);
         }
         &mut self.actors[actor]
     }
 
+    /// Joins the global SC view into the actor's clock.
+    fn join_sc(&mut self, actor: usize) {
+        self.actor(actor);
+        join(&mut self.actors[actor].clock, &self.sc_view);
+    }
+
     fn history(&mut self, addr: u64, committed: &[u8]) -> &mut ByteHistory {
         let page = addr / PAGE as u64;
+        let spare = &mut self.spare_pages;
         let slot = self.pages.entry(page).or_insert_with(|| {
             let base = (page as usize) * PAGE;
-            (0..PAGE)
-                .map(|i| ByteHistory::initial(committed.get(base + i).copied().unwrap_or(0)))
-                .collect()
+            let init =
+                |i: usize| ByteHistory::initial(committed.get(base + i).copied().unwrap_or(0));
+            match spare.pop() {
+                Some(mut p) => {
+                    for (i, h) in p.iter_mut().enumerate() {
+                        *h = init(i);
+                    }
+                    p
+                }
+                None => (0..PAGE).map(init).collect(),
+            }
         });
         &mut slot[(addr % PAGE as u64) as usize]
     }
@@ -200,12 +257,11 @@ impl Views {
             }
             Access::Atomic(order) => {
                 if order == Ordering::SeqCst {
-                    let sc = self.sc_view.clone();
-                    join(&mut self.actor(actor).clock, &sc);
+                    self.join_sc(actor);
                 }
                 let seen = self.actor(actor).seen.get(&addr).copied().unwrap_or(0);
                 let history = *self.history(addr, committed);
-                let ids: Vec<u32> = history.entries().map(|(id, _)| id).collect();
+                let ids = &history.ids[..history.len as usize];
                 // The newest entry this actor must not read behind.
                 let floor = ids
                     .iter()
@@ -278,8 +334,7 @@ impl Views {
             view.seen.insert(addr, id);
         }
         if access == Access::Atomic(Ordering::SeqCst) {
-            let clock = view.clock.clone();
-            join(&mut self.sc_view, &clock);
+            join(&mut self.sc_view, &self.actors[actor].clock);
         }
         self.stores.push(StoreRecord {
             actor: actor as u32,
@@ -331,8 +386,7 @@ impl Views {
         let new = update(old);
         let order = if new.is_some() { success } else { failure };
         if order == Ordering::SeqCst || success == Ordering::SeqCst {
-            let sc = self.sc_view.clone();
-            join(&mut self.actor(actor).clock, &sc);
+            self.join_sc(actor);
         }
         let release = self.stores[newest as usize].release.clone();
         {
@@ -372,8 +426,7 @@ impl Views {
     pub fn fence(&mut self, actor: usize, order: Ordering) {
         self.ensure_init();
         if order == Ordering::SeqCst {
-            let sc = self.sc_view.clone();
-            join(&mut self.actor(actor).clock, &sc);
+            self.join_sc(actor);
         }
         let view = self.actor(actor);
         if is_acquire(order) {
@@ -384,8 +437,7 @@ impl Views {
             view.release_fence = Some(Rc::new(view.clock.clone()));
         }
         if order == Ordering::SeqCst {
-            let clock = view.clock.clone();
-            join(&mut self.sc_view, &clock);
+            join(&mut self.sc_view, &self.actors[actor].clock);
         }
     }
 }

@@ -1,10 +1,35 @@
 //! Per-actor FIFO store buffers for the x86-TSO mode.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
+
+/// A buffered store's bytes: inline up to 16 (every atomic, most small copies), else on the heap.
+pub(super) enum Bytes {
+    Inline([u8; 16], u8),
+    Heap(Vec<u8>),
+}
+
+impl Bytes {
+    fn of(data: &[u8]) -> Self {
+        if data.len() <= 16 {
+            let mut b = [0u8; 16];
+            b[..data.len()].copy_from_slice(data);
+            Bytes::Inline(b, data.len() as u8)
+        } else {
+            Bytes::Heap(data.to_vec())
+        }
+    }
+
+    pub fn as_slice(&self) -> &[u8] {
+        match self {
+            Bytes::Inline(b, n) => &b[..*n as usize],
+            Bytes::Heap(v) => v,
+        }
+    }
+}
 
 pub(super) struct Buffered {
     pub addr: u64,
-    pub data: Vec<u8>,
+    pub data: Bytes,
     /// Scheduler step at which the store entered the buffer (for the age bound).
     pub since: u64,
 }
@@ -12,7 +37,8 @@ pub(super) struct Buffered {
 #[derive(Default)]
 pub(super) struct StoreBuffers {
     buffers: Vec<VecDeque<Buffered>>,
-    nonempty: BTreeSet<usize>,
+    /// Actors with a non-empty buffer, ascending.
+    nonempty: Vec<usize>,
 }
 
 impl StoreBuffers {
@@ -22,17 +48,21 @@ impl StoreBuffers {
         }
         self.buffers[actor].push_back(Buffered {
             addr,
-            data: data.to_vec(),
+            data: Bytes::of(data),
             since: step,
         });
-        self.nonempty.insert(actor);
+        if let Err(pos) = self.nonempty.binary_search(&actor) {
+            self.nonempty.insert(pos, actor);
+        }
     }
 
     pub fn pop(&mut self, actor: usize) -> Option<Buffered> {
         let buffer = self.buffers.get_mut(actor)?;
         let entry = buffer.pop_front();
-        if buffer.is_empty() {
-            self.nonempty.remove(&actor);
+        if buffer.is_empty()
+            && let Ok(pos) = self.nonempty.binary_search(&actor)
+        {
+            self.nonempty.remove(pos);
         }
         entry
     }
@@ -46,13 +76,14 @@ impl StoreBuffers {
         let end = addr + buf.len() as u64;
         let mut forwarded = false;
         for entry in buffer {
-            let e_end = entry.addr + entry.data.len() as u64;
+            let data = entry.data.as_slice();
+            let e_end = entry.addr + data.len() as u64;
             let lo = addr.max(entry.addr);
             let hi = end.min(e_end);
             if lo < hi {
                 let dst = (lo - addr) as usize..(hi - addr) as usize;
                 let src = (lo - entry.addr) as usize..(hi - entry.addr) as usize;
-                buf[dst].copy_from_slice(&entry.data[src]);
+                buf[dst].copy_from_slice(&data[src]);
                 forwarded = true;
             }
         }
@@ -61,6 +92,14 @@ impl StoreBuffers {
 
     pub fn nonempty(&self) -> impl Iterator<Item = usize> + '_ {
         self.nonempty.iter().copied()
+    }
+
+    /// Empties every buffer, keeping the allocations (a worker's next run).
+    pub fn reset(&mut self) {
+        for b in &mut self.buffers {
+            b.clear();
+        }
+        self.nonempty.clear();
     }
 
     pub fn any(&self) -> bool {
