@@ -2,6 +2,10 @@
 //! entries, recorded by the simulation's engine binding), never from the host's own lifecycle
 //! flags or locks.
 //!
+//! - Start-up: an instance of a module with a start function (`_initialize`, `_start`) is
+//!   entered only after that function ran in it or the module's start image was put into it.
+//! - Failure: once an export of an instance failed (a trap, a spent budget, `proc_exit`),
+//!   nothing enters that instance again; only a new instance (a restart) may serve.
 //! - Lifecycle: nothing but `pulp_init` (and the allocator) before an init that returned 0;
 //!   nothing at all once `pulp_shutdown` started; an instance is never dropped while an export
 //!   of it is running or suspended.
@@ -18,6 +22,13 @@ use crate::Violation;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CellEvent {
+    /// A new instance; `start_up`: its module has a start function that must run (or whose
+    /// image must be restored) before anything else enters it.
+    Created {
+        start_up: bool,
+    },
+    /// The start function ran in the instance, or the start image was put into it.
+    StartedUp,
     /// A resumable entry into an export.
     Start {
         export: String,
@@ -53,6 +64,11 @@ fn allocator(export: &str) -> bool {
     matches!(export, "pulp_alloc" | "pulp_free") || export.starts_with("probe_")
 }
 
+/// A start function the host runs before anything else.
+fn start(export: &str) -> bool {
+    matches!(export, "_initialize" | "_start")
+}
+
 /// Checks one instance's log.
 pub fn check_instance(cell: &str, log: &[CellEvent], heap_bounded: bool) -> Vec<Violation> {
     let mut v = Vec::new();
@@ -61,29 +77,79 @@ pub fn check_instance(cell: &str, log: &[CellEvent], heap_bounded: bool) -> Vec<
     let mut shut_down = false;
     let mut unanswered = 0u32;
     let mut first_top: Option<u64> = None;
+    let mut needs_start = false;
+    let mut failed: Option<&str> = None;
     for e in log {
         match e {
+            CellEvent::Created { start_up } => {
+                // The log goes on with a new instance (a restart): its own lifecycle.
+                needs_start = *start_up;
+                failed = None;
+                initialised = false;
+                active = None;
+                unanswered = 0;
+                first_top = None;
+            }
+            CellEvent::StartedUp => needs_start = false,
             CellEvent::Start { export } | CellEvent::Nested { export } => {
                 let nested = matches!(e, CellEvent::Nested { .. });
-                if shut_down {
-                    v.push(Violation::new(
-                        "cell-lifecycle",
-                        format!("{cell}: `{export}` entered after pulp_shutdown"),
-                    ));
+                if needs_start && !start(export) {
+                    v.push(
+                        Violation::new(
+                            "cell-lifecycle",
+                            format!("cell {cell}: `{export}` entered before the instance's start function ran"),
+                        )
+                        .kind("entered-before-start-up")
+                        .object(format!("cell {cell}")),
+                    );
+                    needs_start = false;
                 }
-                if !initialised && !allocator(export) && export != "pulp_init" {
-                    v.push(Violation::new(
-                        "cell-lifecycle",
-                        format!("{cell}: `{export}` entered before a successful pulp_init"),
-                    ));
+                if let Some(earlier) = failed {
+                    v.push(
+                        Violation::new(
+                            "cell-lifecycle",
+                            format!("cell {cell}: `{export}` entered an instance whose `{earlier}` had failed"),
+                        )
+                        .kind("entered-after-failure")
+                        .object(format!("cell {cell}")),
+                    );
+                    failed = None;
+                }
+                if shut_down {
+                    v.push(
+                        Violation::new(
+                            "cell-lifecycle",
+                            format!("cell {cell}: `{export}` entered after pulp_shutdown"),
+                        )
+                        .kind("entered-after-shutdown")
+                        .object(format!("cell {cell}")),
+                    );
+                }
+                if !initialised && !allocator(export) && !start(export) && export != "pulp_init" {
+                    v.push(
+                        Violation::new(
+                            "cell-lifecycle",
+                            format!(
+                                "cell {cell}: `{export}` entered before a successful pulp_init"
+                            ),
+                        )
+                        .kind("entered-before-init")
+                        .object(format!("cell {cell}")),
+                    );
                 }
                 if let Some(running) = active
                     && !(nested && allocator(export))
                 {
-                    v.push(Violation::new(
-                        "cell-exclusive-entry",
-                        format!("{cell}: `{export}` entered while `{running}` was running"),
-                    ));
+                    v.push(
+                        Violation::new(
+                            "cell-exclusive-entry",
+                            format!(
+                                "cell {cell}: `{export}` entered while `{running}` was running"
+                            ),
+                        )
+                        .kind("concurrent-entry")
+                        .object(format!("cell {cell}")),
+                    );
                 }
                 if !nested {
                     active = Some(export);
@@ -98,10 +164,16 @@ pub fn check_instance(cell: &str, log: &[CellEvent], heap_bounded: bool) -> Vec<
                 }
                 if active == Some(export.as_str()) {
                     if unanswered > 0 {
-                        v.push(Violation::new(
-                            "cell-calls-answered",
-                            format!("{cell}: `{export}` ended with a sibling call unanswered"),
-                        ));
+                        v.push(
+                            Violation::new(
+                                "cell-calls-answered",
+                                format!(
+                                    "cell {cell}: `{export}` ended with a sibling call unanswered"
+                                ),
+                            )
+                            .kind("unanswered-call")
+                            .object(format!("cell {cell}")),
+                        );
                     }
                     active = None;
                     unanswered = 0;
@@ -112,28 +184,36 @@ pub fn check_instance(cell: &str, log: &[CellEvent], heap_bounded: bool) -> Vec<
                     active = None;
                     unanswered = 0;
                 }
+                failed = Some(export);
             }
             CellEvent::Deferred => unanswered += 1,
             CellEvent::Answered { .. } => unanswered = unanswered.saturating_sub(1),
             CellEvent::HeapTop { .. } if !heap_bounded => {}
-            CellEvent::HeapTop { top } => match first_top {
-                None => first_top = Some(*top),
-                Some(first) if *top > first => {
-                    v.push(Violation::new(
+            CellEvent::HeapTop { top } => {
+                match first_top {
+                    None => first_top = Some(*top),
+                    Some(first) if *top > first => {
+                        v.push(Violation::new(
                         "cell-memory-bounded",
-                        format!("{cell}: heap top grew from {first} to {top} across entries"),
-                    ));
-                    // One report per instance is enough.
-                    first_top = Some(u64::MAX);
+                        format!("cell {cell}: heap top grew from {first} to {top} across entries"),
+                    ).kind("heap-grew").object(format!("cell {cell}")));
+                        // One report per instance is enough.
+                        first_top = Some(u64::MAX);
+                    }
+                    Some(_) => {}
                 }
-                Some(_) => {}
-            },
+            }
             CellEvent::Dropped => {
+                failed = None;
                 if let Some(running) = active {
-                    v.push(Violation::new(
-                        "cell-lifecycle",
-                        format!("{cell}: closed while `{running}` was running"),
-                    ));
+                    v.push(
+                        Violation::new(
+                            "cell-lifecycle",
+                            format!("cell {cell}: closed while `{running}` was running"),
+                        )
+                        .kind("closed-while-running")
+                        .object(format!("cell {cell}")),
+                    );
                 }
             }
         }
@@ -141,10 +221,14 @@ pub fn check_instance(cell: &str, log: &[CellEvent], heap_bounded: bool) -> Vec<
     if unanswered > 0
         && let Some(running) = active
     {
-        v.push(Violation::new(
-            "cell-calls-answered",
-            format!("{cell}: a sibling call from `{running}` was never answered"),
-        ));
+        v.push(
+            Violation::new(
+                "cell-calls-answered",
+                format!("cell {cell}: a sibling call from `{running}` was never answered"),
+            )
+            .kind("unanswered-call")
+            .object(format!("cell {cell}")),
+        );
     }
     v
 }
@@ -218,5 +302,20 @@ mod tests {
             CellEvent::HeapTop { top: 4104 },
         ]);
         assert_eq!(oracles(&log), ["cell-memory-bounded"]);
+        let created = CellEvent::Created { start_up: true };
+        assert_eq!(
+            oracles(&[created.clone(), start("pulp_init")]),
+            ["cell-lifecycle"]
+        );
+        let mut log = vec![created, CellEvent::StartedUp];
+        log.extend(ready.clone());
+        log.extend([
+            start("pulp_step"),
+            CellEvent::Failed {
+                export: "pulp_step".into(),
+            },
+            start("pulp_step"),
+        ]);
+        assert_eq!(oracles(&log), ["cell-lifecycle"]);
     }
 }

@@ -56,20 +56,20 @@ pub fn writable_or_closed(mem: &Memory, ring: RingAt) -> bool {
         .is_some_and(|h| h.write.wrapping_sub(h.read) < ring.capacity || h.reader_closed)
 }
 
-/// Byte conservation for one direction of one pipe.
+/// Byte conservation for one direction of one pipe (`pipe` as every oracle names it:
+/// `pipe 3`, by its id on the wire).
 pub fn check_direction(
-    pipe: u64,
+    pipe: impl AsRef<str>,
     direction: &str,
     sent: &[u8],
     received: &[u8],
     abandoned: bool,
 ) -> Vec<Violation> {
-    check_stream(
-        &format!("pipe {pipe} {direction}"),
-        sent,
-        received,
-        abandoned,
-    )
+    let pipe = pipe.as_ref();
+    check_stream(&format!("{pipe} {direction}"), sent, received, abandoned)
+        .into_iter()
+        .map(|v| v.object(pipe))
+        .collect()
 }
 
 /// Byte conservation for one named stream (a pipe direction, or one direction of a TCP
@@ -85,25 +85,33 @@ pub fn check_stream(stream: &str, sent: &[u8], received: &[u8], abandoned: bool)
         return Vec::new();
     }
     let at = sent.iter().zip(received).position(|(a, b)| a != b);
-    let what = match at {
-        Some(i) => format!("first differing byte at {i}"),
-        None if received.len() > sent.len() => {
-            format!("{} bytes more than sent", received.len() - sent.len())
-        }
-        None => format!(
-            "{} of {} bytes missing at the end",
-            sent.len() - received.len(),
-            sent.len()
+    let (kind, what) = match at {
+        Some(i) => ("corrupt-bytes", format!("first differing byte at {i}")),
+        None if received.len() > sent.len() => (
+            "extra-bytes",
+            format!("{} bytes more than sent", received.len() - sent.len()),
+        ),
+        None => (
+            "missing-bytes",
+            format!(
+                "{} of {} bytes missing at the end",
+                sent.len() - received.len(),
+                sent.len()
+            ),
         ),
     };
-    vec![Violation::new(
-        "conservation",
-        format!(
-            "{stream}: sent {} bytes, received {} ({what})",
-            sent.len(),
-            received.len()
-        ),
-    )]
+    vec![
+        Violation::new(
+            "conservation",
+            format!(
+                "{stream}: sent {} bytes, received {} ({what})",
+                sent.len(),
+                received.len()
+            ),
+        )
+        .kind(kind)
+        .object(stream),
+    ]
 }
 
 /// A tagged frame: `writer: u8`, `seq: u32 LE`, `len: u16 LE`, then `len` payload bytes.
@@ -117,14 +125,16 @@ pub fn tagged_frame(writer: u8, seq: u32, payload: &[u8]) -> Vec<u8> {
 
 /// Frame integrity of a stream interleaving several writers' tagged frames: every frame parses,
 /// and writer `w`'s frames are exactly `expected[w]`, in order.
-pub fn check_tagged_stream(pipe: u64, stream: &[u8], expected: &[Vec<Vec<u8>>]) -> Vec<Violation> {
+pub fn check_tagged_stream(
+    pipe: impl AsRef<str>,
+    stream: &[u8],
+    expected: &[Vec<Vec<u8>>],
+) -> Vec<Violation> {
+    let pipe = pipe.as_ref();
     let mut next = vec![0usize; expected.len()];
     let mut pos = 0;
     let fail = |msg: String| {
-        vec![Violation::new(
-            "frame-integrity",
-            format!("pipe {pipe}: {msg}"),
-        )]
+        vec![Violation::new("frame-integrity", format!("{pipe}: {msg}")).object(pipe)]
     };
     while pos < stream.len() {
         if stream.len() - pos < 7 {
@@ -176,20 +186,19 @@ mod tests {
 
     #[test]
     fn conservation_names_the_difference() {
-        assert!(check_direction(1, "up", b"abc", b"abc", false).is_empty());
-        assert!(check_direction(1, "up", b"abc", b"ab", true).is_empty());
+        assert!(check_direction("pipe 1", "up", b"abc", b"abc", false).is_empty());
+        assert!(check_direction("pipe 1", "up", b"abc", b"ab", true).is_empty());
+        let missing = &check_direction("pipe 1", "up", b"abc", b"ab", false)[0];
+        assert!(missing.message.contains("missing"));
+        assert_eq!(missing.kind, Some("missing-bytes"));
+        assert_eq!(missing.object.as_deref(), Some("pipe 1"));
         assert!(
-            check_direction(1, "up", b"abc", b"ab", false)[0]
-                .message
-                .contains("missing")
-        );
-        assert!(
-            check_direction(1, "up", b"abc", b"abd", false)[0]
+            check_direction("pipe 1", "up", b"abc", b"abd", false)[0]
                 .message
                 .contains("byte at 2")
         );
         assert!(
-            check_direction(1, "up", b"abc", b"abcd", true)[0]
+            check_direction("pipe 1", "up", b"abc", b"abcd", true)[0]
                 .message
                 .contains("more than sent")
         );
@@ -201,19 +210,19 @@ mod tests {
         let mut good = tagged_frame(0, 0, b"a1");
         good.extend(tagged_frame(1, 0, b"b1"));
         good.extend(tagged_frame(0, 1, b"a2"));
-        assert!(check_tagged_stream(3, &good, &expected).is_empty());
+        assert!(check_tagged_stream("pipe 3", &good, &expected).is_empty());
         let mut reordered = tagged_frame(0, 1, b"a2");
         reordered.extend(tagged_frame(0, 0, b"a1"));
         assert!(
-            check_tagged_stream(3, &reordered, &expected)[0]
+            check_tagged_stream("pipe 3", &reordered, &expected)[0]
                 .message
                 .contains("sequence 1")
         );
         let mut torn = good.clone();
         torn[8] ^= 1;
-        assert!(!check_tagged_stream(3, &torn, &expected).is_empty());
+        assert!(!check_tagged_stream("pipe 3", &torn, &expected).is_empty());
         assert!(
-            check_tagged_stream(3, &good[..5], &expected)[0]
+            check_tagged_stream("pipe 3", &good[..5], &expected)[0]
                 .message
                 .contains("inside a frame header")
         );

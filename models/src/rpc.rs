@@ -67,10 +67,10 @@ impl WireChecker {
 
     fn flag(&mut self, from: VatId, to: VatId, msg: impl std::fmt::Display) {
         if self.violations.len() < 20 {
-            self.violations.push(Violation::new(
-                ORACLE,
-                format!("vat {from} -> vat {to}: {msg}"),
-            ));
+            self.violations.push(
+                Violation::new(ORACLE, format!("vat {from} -> vat {to}: {msg}"))
+                    .object(format!("vat {from} -> vat {to}")),
+            );
         }
     }
 
@@ -300,6 +300,12 @@ impl WireChecker {
         &self.violations
     }
 
+    /// Marks what it found since the last call as told at `at` (the world calls it as it
+    /// writes the trace lines of the deliveries it judged).
+    pub fn mark_unmarked(&mut self, at: simkit::At) {
+        mark(&mut self.violations, at);
+    }
+
     /// Quiescence, once the network is quiet and every vat has given back what it held: no
     /// question is live, no export is referenced, no embargo waits.
     pub fn check_quiescent(&self) -> Vec<Violation> {
@@ -444,6 +450,17 @@ impl EOrder {
 
     pub fn violations(&self) -> &[Violation] {
         &self.violations
+    }
+
+    /// Marks what it found since the last call as told at `at`.
+    pub fn mark_unmarked(&mut self, at: simkit::At) {
+        mark(&mut self.violations, at);
+    }
+}
+
+fn mark(violations: &mut [Violation], at: simkit::At) {
+    for v in violations.iter_mut().filter(|v| v.at.is_none()) {
+        v.at = Some(at);
     }
 }
 

@@ -107,6 +107,14 @@ impl Scenario for Mailbox {
             Ordering::Release
         };
         let mbox = setup.sim.alloc_region("mbox", PAYLOAD + PAYLOAD_LEN as u64);
+        for (offset, len, name) in [
+            (SEQ, 8, "seq"),
+            (ACK, 8, "ack"),
+            (WAITING, 8, "waiting"),
+            (PAYLOAD, PAYLOAD_LEN as u64, "payload"),
+        ] {
+            mbox.name_field(offset, len, name);
+        }
         // The two doorbells are interrupt lines of the simulated VM (latency, spurious wake-ups).
         // A halting vCPU takes an interrupt within 100-300 ns, which keeps the check-to-halt
         // window of the lost wake-up reachable (1 µs hides it: 0 of 10,000 seeds).
@@ -115,7 +123,7 @@ impl Scenario for Mailbox {
             vm.plant_irq_bugs(hv_planted::WFI_LOST_WAKEUP);
         }
         let (bell, ack_bell) = (vm.irq_line(1), vm.irq_line(2));
-        let received: Rc<RefCell<Vec<Vec<u8>>>> = Rc::default();
+        let received: Received = Rc::default();
         let errors: Rc<RefCell<Vec<String>>> = Rc::default();
 
         let (m, ctx, bells, errs) = (
@@ -136,13 +144,11 @@ impl Scenario for Mailbox {
             }
         });
 
-        let outcome = setup.sim.run();
+        setup.run();
         let sent: Vec<Vec<u8>> = (0..messages).map(|i| payload(key, i)).collect();
-        let mut v = models::liveness::check(&outcome);
-        v.extend(models::conservation::check_in_order(
-            &sent,
-            &received.borrow(),
-        ));
+        let (got, at): (Vec<Vec<u8>>, Vec<simkit::At>) = received.borrow().iter().cloned().unzip();
+        let mut v: Vec<Violation> = Vec::new();
+        v.extend(models::conservation::check_received(&sent, &got, &at));
         v.extend(
             errors
                 .borrow()
@@ -155,6 +161,9 @@ impl Scenario for Mailbox {
 
 /// A mailbox's two doorbells: into the consumer, and back to the producer.
 type Bells = (SimIrqLine, SimIrqLine);
+
+/// What the consumer received, and where in the run (so a corrupted message points there).
+type Received = Rc<RefCell<Vec<(Vec<u8>, simkit::At)>>>;
 
 /// Judged from outside: the committed word at `addr` is above what `floor` says was consumed.
 fn committed_above(addr: u64, floor: impl Fn() -> u64 + 'static) -> simkit::WaitCondition {
@@ -207,7 +216,7 @@ async fn consume(
     (bell, ack_bell): &Bells,
     messages: u64,
     fence: Ordering,
-    received: &Rc<RefCell<Vec<Vec<u8>>>>,
+    received: &Received,
 ) -> Result<(), simkit::MemError> {
     let mut last = 0;
     while last < messages {
@@ -215,7 +224,8 @@ async fn consume(
         if seq > last {
             let mut buf = [0u8; PAYLOAD_LEN];
             m.read_bytes(PAYLOAD, &mut buf).await?;
-            received.borrow_mut().push(buf.to_vec());
+            let here = ctx.with(|k| k.position());
+            received.borrow_mut().push((buf.to_vec(), here));
             last += 1;
             m.store_u64(ACK, last, Ordering::Release).await?;
             ack_bell.raise();

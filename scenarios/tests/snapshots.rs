@@ -30,4 +30,5 @@ snapshot!(litmus_sb_seed_1, "litmus-sb", 1);
 snapshot!(calib_depth2_seed_1, "calib-depth2", 1);
 snapshot!(pipe_echo_seed_1, "pipe-echo", 1);
 snapshot!(cells_siblings_seed_1, "cells-siblings", 1);
+snapshot!(cells_go_seed_1, "cells-go", 1);
 snapshot!(rpc_two_party_seed_1, "rpc-two-party", 1);

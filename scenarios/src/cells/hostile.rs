@@ -10,7 +10,8 @@
 //!
 //! Oracles: every malformed manifest gives the typed error naming its problem; every bad module
 //! a typed load error; each hostile cell ends each entry only in its expected way (a typed trap,
-//! the fuel budget, the memory limit, a bad-pointer error or code), never a panic; calls into
+//! the fuel budget, the memory limit, a bad-pointer error or code, or, once a trap or the fuel
+//! budget has failed the cell, the failure), never a panic; calls into
 //! hostile cells fail with a code; undeclared gated capabilities stay stubs (judged from the
 //! key-value store's own record of writers against the manifests); the healthy cells' counts
 //! stay one serial order and their heaps bounded; engine-log lifecycle and entry checks; liveness.
@@ -21,7 +22,7 @@ use crate::{PlantedBug, Scenario, Setup, Violation};
 use cellhost::abi::call_code;
 use cellhost::engine::LoadError;
 use cellhost::manifest::ManifestError;
-use cellhost::{CellError, HostConfig};
+use cellhost::{CellError, Failure, HostConfig};
 use simkit::KernelOptions;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -45,8 +46,8 @@ const HOSTILE: [&str; 4] = ["trap", "spin", "hog", "badptr"];
 type Expect = fn(&CellError) -> bool;
 const BAD_MANIFESTS: &[(&str, Expect)] = &[
     (
-        "name = \"x\"\nversion = \"1\"\nrestart = \"always\"",
-        |e| matches!(e, CellError::Manifest(ManifestError::UnknownKey { key }) if key == "restart"),
+        "name = \"x\"\nversion = \"1\"\nrestart_policy = \"always\"",
+        |e| matches!(e, CellError::Manifest(ManifestError::UnknownKey { key }) if key == "restart_policy"),
     ),
     ("version = \"1\"", |e| {
         matches!(
@@ -286,7 +287,7 @@ impl Scenario for CellsHostile {
             let (host, o, c, h) = (world.host.clone(), observed.clone(), ctx.clone(), *h);
             ctx.spawn(&format!("step-{h}"), async move {
                 if let Err(e) = host.init(h).await {
-                    o.borrow_mut().problems.push(format!("init {h}: {e}"));
+                    o.borrow_mut().problems.push(format!("init cell {h}: {e}"));
                     return;
                 }
                 for k in 0..steps {
@@ -295,7 +296,7 @@ impl Scenario for CellsHostile {
                     if !contained(h, k, &r) {
                         o.borrow_mut()
                             .problems
-                            .push(format!("{h} step {k} ended as {r:?}"));
+                            .push(format!("cell {h}: step {k} ended as {r:?}"));
                     }
                 }
             });
@@ -304,7 +305,7 @@ impl Scenario for CellsHostile {
             let (host, o, c) = (world.host.clone(), observed.clone(), ctx.clone());
             ctx.spawn(&format!("step-{me}"), async move {
                 if let Err(e) = host.init(me).await {
-                    o.borrow_mut().problems.push(format!("init {me}: {e}"));
+                    o.borrow_mut().problems.push(format!("init cell {me}: {e}"));
                     return;
                 }
                 for (k, p) in plan.iter().enumerate() {
@@ -319,8 +320,9 @@ impl Scenario for CellsHostile {
                                 call_code::STUBBED as i32
                             };
                             if code != want {
-                                o.problems
-                                    .push(format!("{me} kv write answered {code}, want {want}"));
+                                o.problems.push(format!(
+                                    "cell {me}: kv write answered {code}, want {want}"
+                                ));
                             }
                         }
                         (Ok(value), _) => match path_value(me, p, i64::from(value)) {
@@ -329,7 +331,7 @@ impl Scenario for CellsHostile {
                             }
                             Ok((cell, count)) => o
                                 .problems
-                                .push(format!("{me} '{p}': {cell} answered {count}")),
+                                .push(format!("cell {me} '{p}': cell {cell} answered {count}")),
                             Err(code) => {
                                 let allowed = [
                                     call_code::TARGET_ERROR,
@@ -337,17 +339,17 @@ impl Scenario for CellsHostile {
                                     call_code::UNKNOWN_TARGET,
                                 ];
                                 if !allowed.iter().any(|c| -i64::from(*c) == code) {
-                                    o.problems.push(format!("{me} '{p}' answered code {code}"));
+                                    o.problems
+                                        .push(format!("cell {me} '{p}' answered code {code}"));
                                 }
                             }
                         },
-                        (Err(e), _) => o.problems.push(format!("{me} '{p}': {e}")),
+                        (Err(e), _) => o.problems.push(format!("cell {me} '{p}': {e}")),
                     }
                 }
             });
         }
-        let outcome = setup.sim.run();
-        v.extend(models::liveness::check(&outcome));
+        setup.run();
         v.extend(world.check(&|cell| cell.starts_with("ok-")));
         let observed = observed.borrow();
         v.extend(
@@ -373,29 +375,23 @@ impl Scenario for CellsHostile {
 }
 
 fn spec(name: &str) -> cellhost::manifest::CellSpec {
-    cellhost::manifest::CellSpec {
-        name: name.to_string(),
-        version: "1".into(),
-        schema_version: 1,
-        wasm: cellhost::manifest::DEFAULT_WASM.into(),
-        provides: Vec::new(),
-        consumes: Vec::new(),
-        depends_on: Vec::new(),
-        capabilities: Vec::new(),
-        config: Default::default(),
-    }
+    cellhost::manifest::CellSpec::new(name, "1")
 }
 
 fn wat_bytes(text: &str) -> Result<Vec<u8>, String> {
     wat::parse_str(text).map_err(|e| e.to_string())
 }
 
-/// Whether a hostile cell's `k`-th step ended in one of the ways its kind allows.
+/// Whether a hostile cell's `k`-th step ended in one of the ways its kind allows. A trap or a
+/// spent budget fails the cell (in its own step, or in a call a healthy cell made into it), and
+/// every later step is refused with the failure.
 fn contained(cell: &str, k: u64, r: &Result<i32, CellError>) -> bool {
     match (cell, k, r) {
         ("trap", 0, Ok(1)) => true,
         ("trap", _, Err(CellError::Trap(_))) => k > 0,
+        ("trap", _, Err(CellError::Failed(Failure::Trap { .. }))) => true,
         ("spin", _, Err(CellError::FuelExhausted { .. })) => true,
+        ("spin", _, Err(CellError::Failed(Failure::Fuel { .. }))) => true,
         ("hog", _, Ok(1 | -1)) => true,
         ("hog", _, Err(CellError::AllocFailed { .. })) => true,
         ("badptr", 0, Ok(code)) => *code == call_code::BAD_POINTER as i32,

@@ -1,5 +1,8 @@
 //! WASM cell scenarios: the real cell host on wasmi, its environment simulated.
 
+pub mod dir;
+pub mod drive;
+pub mod go;
 pub mod hostile;
 pub mod lifecycle;
 pub mod siblings;
@@ -42,10 +45,16 @@ pub fn check_counts(counts: &BTreeMap<String, Vec<i64>>) -> Vec<Violation> {
         sorted.sort_unstable();
         let want: Vec<i64> = (1..=sorted.len() as i64).collect();
         if sorted != want {
-            v.push(Violation::new(
-                "cell-outputs",
-                format!("{cell} answered counts {sorted:?}; one serial order gives {want:?}"),
-            ));
+            v.push(
+                Violation::new(
+                    "cell-outputs",
+                    format!(
+                        "cell {cell} answered counts {sorted:?}; one serial order gives {want:?}"
+                    ),
+                )
+                .kind("not-serial")
+                .object(format!("cell {cell}")),
+            );
         }
     }
     v

@@ -250,8 +250,7 @@ impl Scenario for CellsSiblings {
                 finish_all(&host, &names, &o).await;
             });
         }
-        let outcome = setup.sim.run();
-        v.extend(models::liveness::check(&outcome));
+        setup.run();
         v.extend(world.check(&|_| true));
         v.extend(judge(&observed.borrow()));
         v
@@ -267,7 +266,7 @@ pub async fn run_stepper<E: Engine, P: Pacing>(
     now: impl Fn() -> u64,
 ) {
     if let Err(e) = host.init(me).await {
-        o.borrow_mut().errors.push(format!("init {me}: {e}"));
+        o.borrow_mut().errors.push(format!("init cell {me}: {e}"));
         return;
     }
     for (k, p) in steps.iter().enumerate() {
@@ -277,7 +276,10 @@ pub async fn run_stepper<E: Engine, P: Pacing>(
                     .trace("stepped", format_args!("{me} '{p}' -> {value}"));
                 record(o, me, p, i64::from(value));
             }
-            Err(e) => o.borrow_mut().errors.push(format!("step {me} '{p}': {e}")),
+            Err(e) => o
+                .borrow_mut()
+                .errors
+                .push(format!("step cell {me} '{p}': {e}")),
         }
     }
 }
@@ -295,11 +297,14 @@ pub async fn run_external_calls<E: Engine, P: Pacing>(
                 Err(_) => o
                     .borrow_mut()
                     .errors
-                    .push(format!("call {target}: {} bytes", bytes.len())),
+                    .push(format!("call cell {target}: {} bytes", bytes.len())),
             },
             // Calling a cell before its stepper initialised it is allowed to fail.
             Err(CellError::NotInitialized) => {}
-            Err(e) => o.borrow_mut().errors.push(format!("call {target}: {e}")),
+            Err(e) => o
+                .borrow_mut()
+                .errors
+                .push(format!("call cell {target}: {e}")),
         }
     }
 }
@@ -327,6 +332,6 @@ pub fn record(o: &RefCell<Observed>, me: &str, path: &str, value: i64) {
     let mut o = o.borrow_mut();
     match path_value(me, path, value) {
         Ok((cell, count)) => o.counts.entry(cell).or_default().push(count),
-        Err(code) => o.codes.push((format!("{me} '{path}'"), code)),
+        Err(code) => o.codes.push((format!("cell {me} '{path}'"), code)),
     }
 }

@@ -10,7 +10,7 @@
 
 use cellhost::engine::wasmi::WasmiEngine;
 use cellhost::engine::{
-    Answer, Engine, GuestMemory, Import, Instance, Limits, LoadError, Slice, Trap,
+    Answer, Engine, GlobalValue, GuestMemory, Import, Instance, Limits, LoadError, Slice, Trap,
 };
 use cellhost::{CellHost, HostConfig, HostServices, Pacing, Registry};
 use models::cells::CellEvent;
@@ -72,6 +72,9 @@ impl CellStores {
 pub struct SimServices {
     ctx: Ctx,
     pub stores: CellStores,
+    /// Every line each cell wrote to its standard output or error (the cell's own account of
+    /// what it did, for reference models).
+    pub output: RefCell<BTreeMap<String, Vec<String>>>,
 }
 
 impl SimServices {
@@ -79,6 +82,7 @@ impl SimServices {
         Self {
             ctx,
             stores: CellStores::default(),
+            output: RefCell::default(),
         }
     }
 }
@@ -95,6 +99,18 @@ impl HostServices for SimServices {
     fn log(&self, cell: &str, message: &str) {
         self.ctx
             .trace("cell-log", format_args!("{cell}: {message}"));
+    }
+    fn output(&self, cell: &str, fd: u32, line: &str) {
+        let stream = if fd == 2 { "stderr" } else { "stdout" };
+        self.output
+            .borrow_mut()
+            .entry(cell.to_string())
+            .or_default()
+            .push(format!("{stream}: {line}"));
+        self.log(cell, line);
+    }
+    fn sleep(&self, ns: u64) -> Pin<Box<dyn Future<Output = ()>>> {
+        Box::pin(self.ctx.sleep(ns))
     }
     fn kv_get(&self, cell: &str, key: &[u8]) -> Option<Vec<u8>> {
         self.stores.kv_get(cell, key)
@@ -116,6 +132,8 @@ impl HostServices for SimServices {
 pub struct SimPacing {
     pub ctx: Ctx,
     pub max_slice: u64,
+    /// Whose the engine binding's next instance is (shared with [`ObservedEngine`]).
+    pub naming: Rc<RefCell<String>>,
 }
 
 impl Pacing for SimPacing {
@@ -129,6 +147,12 @@ impl Pacing for SimPacing {
     fn trace(&self, event: &str, details: fmt::Arguments<'_>) {
         self.ctx.trace(event, details);
     }
+    fn trace_on(&self, lane: &str, event: &str, details: fmt::Arguments<'_>) {
+        self.ctx.with(|k| k.trace_as(lane, event, details));
+    }
+    fn making_instance(&self, cell: &str) {
+        cell.clone_into(&mut self.naming.borrow_mut());
+    }
 }
 
 /// The engine binding, recording each instance's entries. It sits between the host and the
@@ -136,8 +160,8 @@ impl Pacing for SimPacing {
 pub struct ObservedEngine<E: Engine> {
     inner: E,
     logs: Logs,
-    /// The name the next instance is recorded under (the cell being loaded).
-    naming: RefCell<String>,
+    /// The name the next instance is recorded under (the cell being loaded or restarted).
+    naming: Rc<RefCell<String>>,
 }
 
 impl<E: Engine> ObservedEngine<E> {
@@ -145,13 +169,20 @@ impl<E: Engine> ObservedEngine<E> {
         Self {
             inner,
             logs,
-            naming: RefCell::default(),
+            naming: Rc::default(),
         }
     }
 
-    /// Names the next instance (call before loading the cell).
+    /// Names the next instance (call before loading the cell, or have the host's pacing
+    /// name each instance through [`ObservedEngine::naming`]).
     pub fn name_next(&self, name: &str) {
         self.naming.replace(name.to_string());
+    }
+
+    /// The slot naming the next instance, for a pacing that is told whose instance the host
+    /// makes next.
+    pub fn naming(&self) -> Rc<RefCell<String>> {
+        self.naming.clone()
     }
 }
 
@@ -163,15 +194,37 @@ pub struct ObservedInstance<I: Instance> {
     running: Option<String>,
     /// No entry is in progress (the host has not started allocating for the next one).
     between_entries: bool,
+    /// The module has a start function.
+    needs_start: bool,
+    /// The start function ran or the start image was restored (or none is needed).
+    started_up: bool,
+    /// The instance's `Created` event is in the log: it is written before the instance's
+    /// first event, so an instance that is made and dropped unused (the blank instance a
+    /// start image is measured against) leaves nothing in the log.
+    announced: std::cell::Cell<bool>,
 }
 
+/// The start functions a host runs before anything else (Pulp's order).
+const START_EXPORTS: [&str; 2] = ["_initialize", "_start"];
+
 impl<I: Instance> ObservedInstance<I> {
+    /// Records start-up once: the start function called, or the image being put in.
+    fn start_up(&mut self) {
+        if !self.started_up {
+            self.started_up = true;
+            self.record(CellEvent::StartedUp);
+        }
+    }
+
     fn record(&self, e: CellEvent) {
-        self.logs
-            .borrow_mut()
-            .entry(self.name.clone())
-            .or_default()
-            .push(e);
+        let mut logs = self.logs.borrow_mut();
+        let log = logs.entry(self.name.clone()).or_default();
+        if !self.announced.replace(true) {
+            log.push(CellEvent::Created {
+                start_up: self.needs_start,
+            });
+        }
+        log.push(e);
     }
 
     fn outcome(&mut self, r: Result<Slice, Trap>) -> Result<Slice, Trap> {
@@ -199,6 +252,9 @@ impl<I: Instance> ObservedInstance<I> {
 
 impl<I: Instance> Drop for ObservedInstance<I> {
     fn drop(&mut self) {
+        if !self.announced.get() {
+            return;
+        }
         self.record(CellEvent::Dropped);
     }
 }
@@ -218,12 +274,16 @@ impl<E: Engine> Engine for ObservedEngine<E> {
         limits: Limits,
     ) -> Result<Self::Instance, LoadError> {
         let inner = self.inner.instantiate(module, imports, limits)?;
+        let start_up = START_EXPORTS.iter().any(|s| inner.has_export(s));
         Ok(ObservedInstance {
             inner,
             name: self.naming.borrow().clone(),
             logs: self.logs.clone(),
             running: None,
             between_entries: true,
+            needs_start: start_up,
+            started_up: !start_up,
+            announced: std::cell::Cell::new(false),
         })
     }
 }
@@ -274,7 +334,11 @@ impl<I: Instance> Instance for ObservedInstance<I> {
         self.record(CellEvent::Nested {
             export: export.to_string(),
         });
-        self.inner.call_now(export, args, fuel)
+        let r = self.inner.call_now(export, args, fuel);
+        if START_EXPORTS.contains(&export) && r.is_ok() {
+            self.start_up();
+        }
+        r
     }
 
     fn memory(&mut self) -> &mut dyn GuestMemory {
@@ -291,6 +355,25 @@ impl<I: Instance> Instance for ObservedInstance<I> {
         }
         self.inner.abandon();
     }
+
+    fn fuel_consumed(&self) -> u64 {
+        self.inner.fuel_consumed()
+    }
+
+    fn global(&mut self, name: &str) -> Option<GlobalValue> {
+        self.inner.global(name)
+    }
+
+    fn set_global(&mut self, name: &str, value: GlobalValue) -> Result<(), Trap> {
+        // Only a start image sets globals from outside.
+        self.start_up();
+        self.inner.set_global(name, value)
+    }
+
+    fn grow_memory(&mut self, bytes: u64) -> Result<(), Trap> {
+        self.start_up();
+        self.inner.grow_memory(bytes)
+    }
 }
 
 pub type SimHost = CellHost<ObservedEngine<WasmiEngine>, SimPacing>;
@@ -306,13 +389,16 @@ impl CellWorld {
     pub fn new(ctx: &Ctx, max_slice: u64, config: HostConfig) -> Self {
         let logs: Logs = Rc::default();
         let services = Rc::new(SimServices::new(ctx.clone()));
+        let engine = ObservedEngine::new(WasmiEngine::default(), logs.clone());
+        let naming = engine.naming();
         let host = CellHost::new(
-            ObservedEngine::new(WasmiEngine::default(), logs.clone()),
+            engine,
             Registry::standard(),
             services.clone(),
             SimPacing {
                 ctx: ctx.clone(),
                 max_slice,
+                naming,
             },
             config,
         );

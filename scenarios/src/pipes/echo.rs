@@ -150,9 +150,9 @@ impl Scenario for PipeEcho {
             echo::run(env, control_pipe_info(), p, r)
         });
 
-        let outcome = setup.sim.run();
+        setup.run();
         let results = results.borrow();
-        let mut v = world.common_checks(&outcome, &results.errors);
+        let mut v = world.common_checks(&results.errors);
         // Every received byte crossed the pipe twice (guest to monitor and back).
         let echoed: usize = results.received.values().map(Vec::len).sum();
         setup.metric("pipe_bytes", 2 * echoed as u64);
@@ -168,10 +168,11 @@ pub fn judge_echo(plan: &Plan, results: &Results) -> Vec<Violation> {
     let mut v = Vec::new();
     for (i, pipe) in plan.pipes.iter().enumerate() {
         let got = results.received.get(&i).cloned().unwrap_or_default();
+        let name = crate::pipes::pipe_name(results, i);
         match &pipe.shared {
-            Some(frames) => v.extend(check_tagged_stream(i as u64, &got, frames)),
+            Some(frames) => v.extend(check_tagged_stream(&name, &got, frames)),
             None => v.extend(check_direction(
-                i as u64,
+                &name,
                 "echo",
                 &pipe.data,
                 &got,

@@ -89,9 +89,9 @@ impl Scenario for PipeFile {
             },
         );
 
-        let outcome = setup.sim.run();
+        setup.run();
         let observed = observed.borrow();
-        let mut v = world.common_checks(&outcome, &observed.errors);
+        let mut v = world.common_checks(&observed.errors);
         v.extend(judge_file(&plan, &observed, &store.contents()));
         v
     }

@@ -13,6 +13,7 @@
 
 use crate::pipes::files::SimFiles;
 use crate::pipes::net::SimNet;
+use crate::pipes::pipe_name;
 use crate::pipes::world::{self, Bugs, GuestEnv, PipeWorld, WatchedIrq};
 use crate::{PlantedBug, Scenario, Setup, Violation};
 use guest::sync::{Latch, Mutex};
@@ -93,12 +94,18 @@ impl Scenario for PipeHostile {
             },
         );
 
-        let outcome = setup.sim.run();
+        setup.run();
         let results = results.borrow();
-        let mut v = world.common_checks(&outcome, &results.errors);
+        let mut v = world.common_checks(&results.errors);
         for (i, data) in plans.iter().enumerate() {
             let got = results.received.get(&i).cloned().unwrap_or_default();
-            v.extend(check_direction(i as u64, "echo", data, &got, false));
+            v.extend(check_direction(
+                pipe_name(&results, i),
+                "echo",
+                data,
+                &got,
+                false,
+            ));
         }
         v
     }
@@ -126,17 +133,19 @@ async fn guest_main(
     for (i, data) in plans.iter().enumerate() {
         let info = control.lock().await.new_pipe(256).await?;
         ids.push(info.pipe_id);
+        results.borrow_mut().pipe_ids.insert(i, info.pipe_id);
+        let id = info.pipe_id;
         let mut writer = env.attach(&info).await?;
         writer.send_frame(&Protocol::Echo.encode()).await?;
         let reader = env.attach(&info).await?;
         let (r, d) = (results.clone(), done.clone());
-        env.kernel.spawn(&format!("recv{i}"), async move {
+        env.kernel.spawn(&format!("recv{id}"), async move {
             receive(i, reader, None, &r).await;
             d.count_down();
         });
         let (r, data) = (results.clone(), data.clone());
-        env.kernel.spawn(&format!("send{i}"), async move {
-            send(i, writer, &data, 97, false, &r).await
+        env.kernel.spawn(&format!("send{id}"), async move {
+            send(writer, &data, 97, false, &r).await
         });
     }
     done.wait().await;

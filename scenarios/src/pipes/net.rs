@@ -483,6 +483,10 @@ impl Network {
                 {
                     errors.borrow_mut().push(format!("{who}: {e}"));
                 }
+                // The host stays up once its program is done, as a real one does: its stack
+                // still refuses connects to closed ports. (turmoil delivers segments only to
+                // hosts whose software runs; a finished one would leave a connect hanging.)
+                std::future::pending::<()>().await;
                 Ok(())
             }
         });

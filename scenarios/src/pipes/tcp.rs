@@ -158,14 +158,14 @@ impl Scenario for PipeTcp {
             },
         );
 
-        let outcome = setup.sim.run();
+        setup.run();
         let guest = guest.borrow();
         let peers = peers.borrow();
         // Bytes that crossed a ring and the network, end to end, in either direction.
         let delivered: usize = guest.read.values().map(Vec::len).sum::<usize>()
             + peers.values().map(|r| r.read.len()).sum::<usize>();
         setup.metric("pipe_bytes", delivered as u64);
-        let mut v = world.common_checks(&outcome, &guest.errors);
+        let mut v = world.common_checks(&guest.errors);
         v.extend(judge_tcp(&plan, &guest, &peers));
         v.extend(
             network

@@ -8,23 +8,32 @@
 //!   crossing are proxied by vat 0.
 //! - `rpc-handoff`: three vats, fully linked, with three-party handoff: a capability hosted by
 //!   a third vat is handed over directly (Provide/Accept, with a vine and the accept embargo).
-//! - `rpc-vs-capnp-rpc`: our engine against the capnp-rpc crate (`vs_capnp.rs`): what the
+//! - `rpc-vs-capnp-rpc`: our engine against the capnp-rpc crate (`vs_capnp/`): what the
 //!   oracles find at capnp-rpc's door is reported as a finding about that crate, not a
 //!   violation.
 //!
 //! Faults in every scenario: seeded delivery interleaving and delays; in the `faults` runs,
 //! connection loss and vat restarts.
+//!
+//! Every scenario runs the same probe application (`app/`) over the same link (`link.rs`),
+//! drawing its actions from a weighted table (`mix.rs`); `world.rs` is the workload of our
+//! vats among themselves over their network (`net.rs`), `vs_capnp/` the duel with capnp-rpc.
 
+mod app;
+mod link;
+mod mix;
 mod net;
+pub mod observe;
 mod vs_capnp;
 mod waits;
 mod world;
 
 use crate::{PlantedBug, Scenario, Setup, Violation};
 use captp::{RpcBug, VatConfig, VatId};
+use mix::Mix;
 use simkit::KernelOptions;
 pub use vs_capnp::VsCapnpRpc;
-use world::{Action, ActionMix, World};
+use world::{Action, World};
 
 /// Which vats are linked, and whether they do three-party handoff.
 #[derive(Clone, Debug)]
@@ -67,6 +76,7 @@ pub struct RpcShape {
     /// The range of workload steps per run.
     pub steps: (u64, u64),
     pub bugs: &'static [PlantedBug],
+    pub goals: &'static [harness::Goal],
 }
 
 fn two_party() -> Links {
@@ -160,6 +170,7 @@ pub static TWO_PARTY: RpcShape = RpcShape {
     echo_bias: 1,
     steps: (40, 160),
     bugs: TWO_PARTY_BUGS,
+    goals: observe::GOALS,
 };
 
 pub static THREE_VAT: RpcShape = RpcShape {
@@ -170,6 +181,7 @@ pub static THREE_VAT: RpcShape = RpcShape {
     echo_bias: 3,
     steps: (60, 240),
     bugs: THREE_VAT_BUGS,
+    goals: observe::GOALS,
 };
 
 pub static HANDOFF: RpcShape = RpcShape {
@@ -180,6 +192,7 @@ pub static HANDOFF: RpcShape = RpcShape {
     echo_bias: 1,
     steps: (40, 160),
     bugs: HANDOFF_BUGS,
+    goals: observe::HANDOFF_GOALS,
 };
 
 fn planted(setup: &Setup) -> Option<RpcBug> {
@@ -221,6 +234,10 @@ impl Scenario for RpcShape {
         self.bugs
     }
 
+    fn goals(&self) -> &'static [harness::Goal] {
+        self.goals
+    }
+
     fn run(&self, setup: &mut Setup) -> Vec<Violation> {
         let links = (self.links)();
         let steps = setup.derive("rpc_steps", self.steps.0, self.steps.1);
@@ -235,7 +252,7 @@ impl Scenario for RpcShape {
         // Swarm testing: each run scales every action's weight by 1–4 (delivery, calls,
         // answers, bootstrap and echo, without which a run does little across vats) or 0–4
         // (the rest), so some runs leave whole actions out.
-        let mix = ActionMix::new(|a| {
+        let mix = Mix::new(&Action::BASE, |a| {
             let lo = match a {
                 Action::Deliver
                 | Action::Call
@@ -275,8 +292,8 @@ impl Scenario for RpcShape {
             let ok = w.borrow_mut().quiesce(&ctx);
             q.set(ok);
         });
-        let outcome = setup.sim.run();
-        let mut v = models::liveness::check(&outcome);
+        setup.run();
+        let mut v: Vec<Violation> = Vec::new();
         let mut w = world.borrow_mut();
         setup.metric("rpc_messages", w.net.delivered);
         setup.metric("rpc_arrivals", w.arrivals());
