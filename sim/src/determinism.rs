@@ -1,8 +1,9 @@
 //! `--check-determinism`: run the same seed twice, compare the traces line by line and the
 //! decision streams byte by byte, and name the first divergence.
 
-use crate::cli::UsageError;
-use scenarios::RunSpec;
+use crate::exit::UsageError;
+use harness::Catalogue;
+use harness::RunSpec;
 use std::process::ExitCode;
 
 pub fn first_divergence<'a>(
@@ -15,19 +16,19 @@ pub fn first_divergence<'a>(
         .map(|i| (i, a.get(i), b.get(i)))
 }
 
-pub fn check(mut spec: RunSpec) -> Result<ExitCode, UsageError> {
+pub fn check(catalogue: &Catalogue, mut spec: RunSpec) -> Result<ExitCode, UsageError> {
     spec.capture_trace = true;
-    let first = scenarios::run(&spec)?;
-    let second = scenarios::run(&spec)?;
+    let first = harness::run(catalogue, &spec)?;
+    let second = harness::run(catalogue, &spec)?;
     let (la, lb) = (
         first.trace_lines.clone().unwrap_or_default(),
         second.trace_lines.clone().unwrap_or_default(),
     );
     let identical = match first_divergence(&la, &lb) {
         Some((i, a, b)) => {
-            println!("DIVERGED at event {i} (of {} / {}):", la.len(), lb.len());
-            println!("  run 1: {}", a.map_or("<end of trace>", String::as_str));
-            println!("  run 2: {}", b.map_or("<end of trace>", String::as_str));
+            crate::outln!("DIVERGED at event {i} (of {} / {}):", la.len(), lb.len());
+            crate::outln!("  run 1: {}", a.map_or("<end of trace>", String::as_str));
+            crate::outln!("  run 2: {}", b.map_or("<end of trace>", String::as_str));
             false
         }
         None if first.decisions != second.decisions => {
@@ -36,14 +37,14 @@ pub fn check(mut spec: RunSpec) -> Result<ExitCode, UsageError> {
                 .iter()
                 .zip(&second.decisions)
                 .position(|(x, y)| x != y);
-            println!(
+            crate::outln!(
                 "DIVERGED: traces match but decision streams differ at byte {}",
                 at.unwrap_or(first.decisions.len().min(second.decisions.len()))
             );
             false
         }
         None => {
-            println!(
+            crate::outln!(
                 "deterministic: 2 runs, {} events, {} decisions, trace={:016x}",
                 la.len(),
                 first.draws,
@@ -52,7 +53,7 @@ pub fn check(mut spec: RunSpec) -> Result<ExitCode, UsageError> {
             true
         }
     };
-    println!("{}", first.verdict_line());
+    crate::outln!("{}", first.verdict_line());
     Ok(if identical {
         ExitCode::SUCCESS
     } else {

@@ -1,3 +1,3 @@
 fn main() -> std::process::ExitCode {
-    sim::cli::main()
+    sim::main_with(scenarios::catalogue())
 }

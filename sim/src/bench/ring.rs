@@ -10,8 +10,8 @@ const TOTAL: u64 = 64 << 20;
 
 pub fn run() -> Result<(), String> {
     hv_kvm::available().map_err(|e| e.to_string())?;
-    println!("| ring | chunk | vCPU ring MB/s | memcpy MB/s | ratio |");
-    println!("|---:|---:|---:|---:|---:|");
+    crate::outln!("| ring | chunk | vCPU ring MB/s | memcpy MB/s | ratio |");
+    crate::outln!("|---:|---:|---:|---:|---:|");
     for (capacity, chunk) in [(4096u64, 4096u64), (65_536, 16_384), (1 << 20, 65_536)] {
         let out = run_stream(
             metal_image::IMAGE,
@@ -27,7 +27,7 @@ pub fn run() -> Result<(), String> {
         }
         let ring = TOTAL as f64 / out.elapsed.as_secs_f64() / 1e6;
         let copy = memcpy_rate(capacity as usize, chunk as usize);
-        println!(
+        crate::outln!(
             "| {capacity} | {chunk} | {ring:.0} | {copy:.0} | {:.3} |",
             ring / copy
         );

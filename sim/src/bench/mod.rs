@@ -6,9 +6,15 @@
 //! - Scenarios: seeds run one after another; seeds/s, decisions/s, events/s, and the speedup of
 //!   simulated time over wall time.
 
-use crate::cli::{UsageError, verdict_code};
+#[cfg(feature = "catalogue")]
+pub mod cells;
+#[cfg(feature = "catalogue")]
+pub mod ring;
+
+use crate::exit::{UsageError, verdict_code};
 use clap::Args;
-use scenarios::{RunSpec, StrategyName};
+use harness::Catalogue;
+use harness::{RunSpec, StrategyName};
 use simkit::{DecisionSource, KernelOptions, MemMode, Ordering, RmwOp, Sim, StrategyKind};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -40,14 +46,17 @@ pub struct BenchArgs {
     ring_vcpu: bool,
 }
 
-fn bug_rows(seeds: u64, only: Option<&str>) -> Result<(), UsageError> {
-    println!("## Seeds to find each planted bug ({seeds} seeds per row, one core)\n");
-    println!(
+fn bug_rows(catalogue: &Catalogue, seeds: u64, only: Option<&str>) -> Result<(), UsageError> {
+    crate::outln!("## Seeds to find each planted bug ({seeds} seeds per row, one core)\n");
+    crate::outln!(
         "| bug | scenario | mem | strategy | found in | first seed | median seeds-to-find | median seconds-to-find |"
     );
-    println!("|---|---|---|---|---:|---:|---:|---:|");
+    crate::outln!("|---|---|---|---|---:|---:|---:|---:|");
     let mut rows: Vec<(String, RunSpec)> = Vec::new();
-    for bug in scenarios::all_bugs().filter(|b| only.is_none_or(|s| s == b.scenario)) {
+    for bug in catalogue
+        .bugs()
+        .filter(|b| only.is_none_or(|s| s == b.scenario))
+    {
         rows.push((
             bug.name.to_string(),
             RunSpec {
@@ -76,27 +85,30 @@ fn bug_rows(seeds: u64, only: Option<&str>) -> Result<(), UsageError> {
                 pct_depth: depth,
                 ..base.clone()
             };
-            scenarios::validate(&spec)?;
+            harness::validate(catalogue, &spec)?;
             let mut failing = Vec::new();
             let mut mem = String::new();
             let t = Instant::now(); // determinism-ok: benchmark wall time, outside the simulated runs being measured.
             for seed in 0..seeds {
-                let r = scenarios::run(&RunSpec {
-                    source: simkit::DecisionMode::Seeded(seed),
-                    ..spec.clone()
-                })?;
+                let r = harness::run(
+                    catalogue,
+                    &RunSpec {
+                        source: simkit::DecisionMode::Seeded(seed),
+                        ..spec.clone()
+                    },
+                )?;
                 mem = r.mem.to_string();
                 if !r.passed() {
                     failing.push(seed);
                 }
             }
             let per_seed = t.elapsed().as_secs_f64() / seeds as f64;
-            let median = scenarios::median_seeds_to_find(&failing);
+            let median = harness::median_seeds_to_find(&failing);
             let strat = match depth {
                 Some(d) => format!("pct d={d}"),
                 None => strategy.name().to_string(),
             };
-            println!(
+            crate::outln!(
                 "| {label} | {} | {mem} | {strat} | {}/{seeds} | {} | {} | {} |",
                 spec.scenario,
                 failing.len(),
@@ -144,24 +156,63 @@ fn kernel_point(actors: u64, steps: u64, atomics: bool, mode: MemMode) -> (f64, 
     )
 }
 
-pub fn run(args: BenchArgs) -> Result<ExitCode, UsageError> {
+/// A benchmark of this project's own components, in a build with them.
+fn extras(bench: impl FnOnce() -> Result<(), String>) -> Result<ExitCode, UsageError> {
+    bench().map_err(UsageError)?;
+    Ok(verdict_code(true))
+}
+
+#[cfg(feature = "catalogue")]
+fn ring_vcpu() -> Result<(), String> {
+    ring::run()
+}
+
+#[cfg(feature = "catalogue")]
+fn cells(entries: u64) -> Result<(), String> {
+    cells::run(entries)
+}
+
+#[cfg(not(feature = "catalogue"))]
+fn ring_vcpu() -> Result<(), String> {
+    Err("this build of sim has no ring pipes (feature `catalogue`)".into())
+}
+
+#[cfg(not(feature = "catalogue"))]
+fn cells(_entries: u64) -> Result<(), String> {
+    Err("this build of sim has no cell host (feature `catalogue`)".into())
+}
+
+pub fn run(catalogue: &Catalogue, args: BenchArgs) -> Result<ExitCode, UsageError> {
+    // Each seed is a whole run, and `--bugs` sweeps a thousand times as many.
+    const MAX_SEEDS: u64 = 10_000_000;
+    if args.seeds == 0 || args.seeds > MAX_SEEDS {
+        return Err(UsageError(format!(
+            "--seeds {} is out of range: between 1 and {MAX_SEEDS}",
+            args.seeds
+        )));
+    }
+    if args.kernel_steps == 0 || args.kernel_steps > 1_000_000_000 {
+        return Err(UsageError(format!(
+            "--kernel-steps {} is out of range: between 1 and 1000000000",
+            args.kernel_steps
+        )));
+    }
     let strategy = StrategyName::parse(&args.strategy).unwrap_or(StrategyName::Random);
     if args.bugs {
-        bug_rows(args.seeds, args.scenario.as_deref())?;
+        bug_rows(catalogue, args.seeds, args.scenario.as_deref())?;
         return Ok(verdict_code(true));
     }
     if args.ring_vcpu {
-        crate::bench_ring::run().map_err(UsageError)?;
-        return Ok(verdict_code(true));
+        return extras(ring_vcpu);
     }
     if args.cells {
-        crate::bench_cells::run(args.seeds * 1000).map_err(UsageError)?;
-        return Ok(verdict_code(true));
+        let thousands = args.seeds * 1000;
+        return extras(move || cells(thousands));
     }
     if args.scenario.is_none() {
-        println!("## Kernel (one core, random walk)\n");
-        println!("| actors | kind | mem | steps | decisions/s | events/s |");
-        println!("|---:|---|---|---:|---:|---:|");
+        crate::outln!("## Kernel (one core, random walk)\n");
+        crate::outln!("| actors | kind | mem | steps | decisions/s | events/s |");
+        crate::outln!("|---:|---|---|---:|---:|---:|");
         for actors in [1u64, 2, 8, 32, 128, 512] {
             for (kind, atomics, mode) in [
                 ("yield", false, MemMode::Sc),
@@ -169,23 +220,24 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, UsageError> {
                 ("atomic rmw", true, MemMode::Relaxed),
             ] {
                 let (dps, eps, steps) = kernel_point(actors, args.kernel_steps, atomics, mode);
-                println!("| {actors} | {kind} | {mode} | {steps} | {dps:.0} | {eps:.0} |");
+                crate::outln!("| {actors} | {kind} | {mode} | {steps} | {dps:.0} | {eps:.0} |");
             }
         }
-        println!();
+        crate::outln!();
     }
-    println!(
+    crate::outln!(
         "## Scenarios ({} seeds each, one core, strategy {})\n",
         args.seeds,
         strategy.name()
     );
-    println!(
+    crate::outln!(
         "| scenario | mem | seeds/s | mean steps | decisions/s | events/s | sim-time speedup | pipe bytes/s | failing seeds |"
     );
-    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
+    crate::outln!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
     let names: Vec<String> = match &args.scenario {
         Some(s) => vec![s.clone()],
-        None => scenarios::catalogue()
+        None => catalogue
+            .scenarios()
             .iter()
             .map(|s| s.name().to_string())
             .collect(),
@@ -193,14 +245,14 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, UsageError> {
     for name in names {
         let mut spec = RunSpec::seeded(&name, 0);
         spec.strategy = strategy;
-        scenarios::validate(&spec)?;
+        harness::validate(catalogue, &spec)?;
         let (mut steps, mut events, mut sim_ns, mut failed, mut bytes) =
             (0u64, 0u64, 0u64, 0u64, 0u64);
         let mut mem = String::new();
         let t = Instant::now(); // determinism-ok: benchmark wall time, outside the simulated runs being measured.
         for seed in 0..args.seeds {
             spec.source = simkit::DecisionMode::Seeded(seed);
-            let r = scenarios::run(&spec)?;
+            let r = harness::run(catalogue, &spec)?;
             steps += r.steps;
             events += r.events;
             sim_ns += r.sim_ns;
@@ -214,7 +266,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, UsageError> {
             mem = r.mem.to_string();
         }
         let secs = t.elapsed().as_secs_f64().max(1e-9);
-        println!(
+        crate::outln!(
             "| {name} | {mem} | {:.0} | {} | {:.0} | {:.0} | {:.1}x | {} | {failed} |",
             args.seeds as f64 / secs,
             steps / args.seeds.max(1),

@@ -10,8 +10,8 @@
 //! Both sides' shared-memory views carry seeded jitter (`raw_shm::Jitter`, `--jitter`), which
 //! widens the check-then-act windows of ring races from nanoseconds to microseconds.
 
-use crate::cli::UsageError;
-use crate::hw_trace::{Trace, spawn};
+use crate::exit::UsageError;
+use crate::hw::trace::{Trace, spawn};
 use hv::EventWaiter;
 use hv::metal::{BootHeader, JITTER_MAX_SPINS};
 use hv_kvm::reports::{GuestReports, ReportingHandler, boot_params};

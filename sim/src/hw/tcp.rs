@@ -9,9 +9,9 @@
 //! plan's draws for them are made and left unused, so the rest of the plan matches the seed.
 //! The planted relay bug `pipe-tcp-fin-before-drain` has a hardware form.
 
-use crate::cli::UsageError;
-use crate::hw_metal::{HardwareBug, MetalSetup, NoFiles, run_metal};
-use crate::hw_trace::{Outcome, Trace};
+use crate::exit::UsageError;
+use crate::hw::metal::{HardwareBug, MetalSetup, NoFiles, run_metal};
+use crate::hw::trace::{Outcome, Trace};
 use guest_programs::tcp::{self, LISTEN_PORT, SERVER_PORT, TcpPlan, TcpResults};
 use models::Violation;
 use monitor::host_net::HostNet;
@@ -30,7 +30,7 @@ fn planted(plant: Option<&str>) -> Result<HardwareBug, UsageError> {
             monitor: monitor::planted::TCP_FIN_BEFORE_DRAIN,
             ..HardwareBug::default()
         }),
-        Some(name) => crate::hw_pipes::planted(Some(name)),
+        Some(name) => crate::hw::pipes::planted(Some(name)),
     }
 }
 

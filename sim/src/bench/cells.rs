@@ -6,56 +6,16 @@
 use cellhost::abi::StepEnvelope;
 use cellhost::engine::Engine;
 use cellhost::engine::wasmi::WasmiEngine;
-use cellhost::{CellHost, HostConfig, HostServices, Pacing, Registry, cells, manifest};
-use std::fmt;
+use cellhost::standalone::{self, FixedSlice, Quiet};
+use cellhost::{CellHost, HostConfig, Registry, cells, manifest};
 use std::future::Future;
-use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
-struct NoServices;
-
-impl HostServices for NoServices {
-    fn now_ns(&self) -> u64 {
-        0
-    }
-    fn entropy(&self, buf: &mut [u8]) {
-        buf.fill(0);
-    }
-    fn log(&self, _: &str, _: &str) {}
-    fn kv_get(&self, _: &str, _: &[u8]) -> Option<Vec<u8>> {
-        None
-    }
-    fn kv_put(&self, _: &str, _: &[u8], _: &[u8]) {}
-    fn send(&self, _: &str, _: &str, _: &[u8]) -> bool {
-        false
-    }
-    fn recv(&self, _: &str) -> Option<Vec<u8>> {
-        None
-    }
-}
-
-struct FixedSlice(u64);
-
-impl Pacing for FixedSlice {
-    fn fuel_slice(&self) -> u64 {
-        self.0
-    }
-    fn preempt(&self) -> Pin<Box<dyn Future<Output = ()>>> {
-        Box::pin(std::future::ready(()))
-    }
-    fn trace(&self, _: &str, _: fmt::Arguments<'_>) {}
-}
-
+/// Polls a host future to its end: with quiet services and free preemption nothing stays
+/// pending, so a future that never finishes is a broken benchmark.
 fn block_on<F: Future>(f: F) -> F::Output {
-    let mut f = std::pin::pin!(f);
-    let mut cx = Context::from_waker(Waker::noop());
-    loop {
-        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
-            return v;
-        }
-    }
+    standalone::block_on(f, u64::MAX).expect("a bench entry never finished")
 }
 
 fn host<E: Engine + Default>(
@@ -65,7 +25,7 @@ fn host<E: Engine + Default>(
     let host = CellHost::new(
         E::default(),
         Registry::standard(),
-        Rc::new(NoServices),
+        Rc::new(Quiet),
         FixedSlice(slice),
         HostConfig::default(),
     );
@@ -106,19 +66,19 @@ fn rate<E: Engine>(
 }
 
 pub fn run(total: u64) -> Result<(), String> {
-    println!("## Cell host ({total} entries per row, one core, no scheduler)\n");
-    println!("| engine | what | cells | fuel slice | entries/s | µs per entry |");
-    println!("|---|---|---:|---:|---:|---:|");
+    crate::outln!("## Cell host ({total} entries per row, one core, no scheduler)\n");
+    crate::outln!("| engine | what | cells | fuel slice | entries/s | µs per entry |");
+    crate::outln!("|---|---|---:|---:|---:|---:|");
     rows::<WasmiEngine>("wasmi", total)?;
     #[cfg(feature = "wasmtime")]
     rows::<cellhost::engine::wasmtime::WasmtimeEngine>("wasmtime", total)?;
-    println!();
+    crate::outln!();
     Ok(())
 }
 
 fn rows<E: Engine + Default>(engine: &str, total: u64) -> Result<(), String> {
     let row = |what: &str, cells_n: usize, slice: u64, per_s: f64| {
-        println!(
+        crate::outln!(
             "| {engine} | {what} | {cells_n} | {slice} | {per_s:.0} | {:.2} |",
             1e6 / per_s
         );

@@ -8,24 +8,32 @@
 //! - `cells-siblings` on wasmtime (the `wasmtime` feature; under `cargo run` a build without it
 //!   rebuilds with it and hands over): the cells step as tasks on a tokio current-thread runtime,
 //!   with real time and OS entropy;
-//! - `pipe-echo` in a KVM vCPU (`hw_pipes`): the bare-metal guest against the real monitor;
-//! - `pipe-file` in a KVM vCPU (`hw_files`): the monitor's file relay serves real files in a
+//! - `pipe-echo` in a KVM vCPU (`hw/pipes.rs`): the bare-metal guest against the real monitor;
+//! - `pipe-file` in a KVM vCPU (`hw/files.rs`): the monitor's file relay serves real files in a
 //!   fresh temp directory, judged with the real files' final contents;
-//! - `pipe-tcp` in a KVM vCPU (`hw_tcp`): the monitor's TCP relays reach real loopback sockets,
+//! - `pipe-tcp` in a KVM vCPU (`hw/tcp.rs`): the monitor's TCP relays reach real loopback sockets,
 //!   with the external clients and servers as tokio tasks.
 //!
 //! `pipe-hostile` has no hardware form yet (its hostile guest thread is not ported to the metal
 //! guest); asking for it exits 2 and says so, as does a pipe run where `/dev/kvm` cannot be
 //! opened.
 
-use crate::cli::{UsageError, verdict_code};
-use crate::hw_trace::Outcome;
+pub mod files;
+pub mod metal;
+pub mod pipes;
+pub mod tcp;
+pub mod trace;
+
+use crate::exit::{UsageError, verdict_code};
 use clap::Args;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use trace::Outcome;
 
 #[derive(Args)]
 pub struct HwArgs {
+    /// The scenario: pipe-echo, pipe-file or pipe-tcp (the bare-metal guest in a KVM vCPU
+    /// against the real monitor), or cells-siblings (cells on wasmtime).
     #[arg(long)]
     scenario: String,
     /// Runs, each with its own seed (seed, seed+1, ...).
@@ -49,7 +57,24 @@ pub struct HwArgs {
     jitter: u32,
 }
 
+/// Hardware runs take real time (milliseconds to seconds each): a million is more than a day.
+const MAX_ITERATIONS: u64 = 1_000_000;
+
 pub fn run(args: HwArgs) -> Result<ExitCode, UsageError> {
+    if args.iterations == 0 || args.iterations > MAX_ITERATIONS {
+        return Err(UsageError(format!(
+            "--iterations {} is out of range: between 1 and {MAX_ITERATIONS} runs",
+            args.iterations
+        )));
+    }
+    if args.seed.checked_add(args.iterations).is_none() {
+        return Err(UsageError(format!(
+            "--seed {} with --iterations {} runs past the last seed ({})",
+            args.seed,
+            args.iterations,
+            u64::MAX
+        )));
+    }
     if scenarios::find(&args.scenario).is_none() {
         return Err(UsageError(format!(
             "unknown scenario '{}' (see `sim --list`)",
@@ -61,12 +86,12 @@ pub fn run(args: HwArgs) -> Result<ExitCode, UsageError> {
         "pipe-echo" => pipes(
             &args,
             "the pipe-echo guest (crates/metal-guest) in a KVM vCPU; the monitor on tokio (ioeventfd doorbells, irqfd line)",
-            crate::hw_pipes::run_once,
+            crate::hw::pipes::run_once,
         ),
         "pipe-tcp" => pipes(
             &args,
             "the pipe-tcp guest (crates/metal-guest) in a KVM vCPU; the monitor on tokio relaying to real TCP on loopback; clients and servers as tokio tasks",
-            crate::hw_tcp::run_once,
+            crate::hw::tcp::run_once,
         ),
         "pipe-file" => files(&args),
         "pipe-hostile" => Err(UsageError(format!(
@@ -103,7 +128,7 @@ fn files(args: &HwArgs) -> Result<ExitCode, UsageError> {
     iterate(
         args,
         "the pipe-file guest (crates/metal-guest) in a KVM vCPU; the monitor on tokio, its file relay serving real files in a fresh directory under the OS temp dir",
-        |seed| crate::hw_files::run_once(seed, args.plant.as_deref(), args.jitter),
+        |seed| crate::hw::files::run_once(seed, args.plant.as_deref(), args.jitter),
     )
 }
 
@@ -122,11 +147,11 @@ fn iterate(
         let o = run_one(seed)?;
         if args.trace {
             for line in &o.trace {
-                println!("{line}");
+                crate::outln!("{line}");
             }
         }
         for v in &o.violations {
-            println!("violation: [{}] {}", v.oracle, v.message);
+            crate::outln!("violation: [{}] {}", v.oracle, v.message);
         }
         let pass = o.violations.is_empty();
         all_pass &= pass;
@@ -156,8 +181,8 @@ fn iterate(
         }
     }
     let dir = write_report(args, parts, &rows)?;
-    println!("report: {}", dir.display());
-    println!("{last}");
+    crate::outln!("report: {}", dir.display());
+    crate::outln!("{last}");
     Ok(verdict_code(all_pass))
 }
 
@@ -191,7 +216,7 @@ fn cells(_: &HwArgs) -> Result<ExitCode, UsageError> {
     if std::env::var_os(HANDED_OVER).is_some() {
         return Err(UsageError(hint.into()));
     }
-    eprintln!(
+    crate::errln!(
         "sim: hardware cells run on wasmtime; rebuilding sim with `--features wasmtime` (a few minutes the first time)"
     );
     let release = std::env::current_exe()
@@ -268,8 +293,8 @@ fn write_report(args: &HwArgs, parts: &str, rows: &[Row]) -> Result<PathBuf, Usa
 
 #[cfg(feature = "wasmtime")]
 mod cells_hw {
-    use crate::cli::UsageError;
-    use crate::hw_trace::{Outcome, Trace, spawn};
+    use crate::exit::UsageError;
+    use crate::hw::trace::{Outcome, Trace, spawn};
     use cellhost::engine::wasmtime::WasmtimeEngine;
     use cellhost::{CellHost, HostConfig, HostServices, Pacing, Registry};
     use models::Violation;
@@ -306,6 +331,9 @@ mod cells_hw {
         fn log(&self, cell: &str, message: &str) {
             self.trace
                 .line("cell-log", format_args!("{cell}: {message}"));
+        }
+        fn sleep(&self, ns: u64) -> Pin<Box<dyn Future<Output = ()>>> {
+            Box::pin(tokio::time::sleep(Duration::from_nanos(ns)))
         }
         fn kv_get(&self, cell: &str, key: &[u8]) -> Option<Vec<u8>> {
             self.stores.kv_get(cell, key)

@@ -7,7 +7,7 @@
 //! The guest reports each file's request/reply log and the pipe placements it saw; the
 //! simulation's oracle (`scenarios::judge_file`) replays every log against the reference file
 //! model and compares the result with the real file's bytes read back from the directory, and
-//! checks region ownership; [`MetalRun::violations`](crate::hw_metal::MetalRun::violations) adds
+//! checks region ownership; [`MetalRun::violations`](crate::hw::metal::MetalRun::violations) adds
 //! the hardware run's own checks. The reports are untrusted guest bytes: one that does not
 //! decode is a violation.
 //!
@@ -22,9 +22,9 @@
 //! the guest closes it) has a hardware form; so do pipe-echo's pipe-level bugs (`hw_pipes`),
 //! whose guest and rings this workload shares.
 
-use crate::cli::UsageError;
-use crate::hw_metal::{HardwareBug, MetalSetup, run_metal};
-use crate::hw_trace::{Outcome, Trace};
+use crate::exit::UsageError;
+use crate::hw::metal::{HardwareBug, MetalSetup, run_metal};
+use crate::hw::trace::{Outcome, Trace};
 use guest_programs::file::{self, FilePlan, Observed, PLACEMENTS_REPORT, path};
 use models::Violation;
 use monitor::{HostDir, NoNet};
@@ -42,7 +42,7 @@ fn planted(plant: Option<&str>) -> Result<HardwareBug, UsageError> {
             monitor: monitor::planted::FREE_BEFORE_GUEST_CLOSE,
             ..HardwareBug::default()
         }),
-        other => crate::hw_pipes::planted(other),
+        other => crate::hw::pipes::planted(other),
     }
 }
 

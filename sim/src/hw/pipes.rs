@@ -7,9 +7,9 @@
 //! `pipe-close-no-doorbell`, `pipe-wrap-off-by-one` and `pipe-spin-dead-peer` (the guest's),
 //! and `pipe-lost-wakeup` (the guest's halt on the interrupt line's event channel).
 
-use crate::cli::UsageError;
-use crate::hw_metal::{HardwareBug, MetalSetup, NoFiles, hardware_bug, run_metal};
-use crate::hw_trace::{Outcome, Trace};
+use crate::exit::UsageError;
+use crate::hw::metal::{HardwareBug, MetalSetup, NoFiles, hardware_bug, run_metal};
+use crate::hw::trace::{Outcome, Trace};
 use guest_programs::echo;
 use monitor::NoNet;
 use std::rc::Rc;
@@ -51,6 +51,11 @@ pub fn run_once(seed: u64, plant: Option<&str>, jitter_one_in: u32) -> Result<Ou
     let mut results = echo::Results::default();
     for (pipe, bytes) in &run.reports.received {
         results.received.insert(*pipe as usize, bytes.clone());
+    }
+    // The metal guest opens the plan's pipes in order and the monitor numbers new pipes from 1
+    // (0 is the control pipe), so the plan's i-th pipe is pipe i + 1 on the wire.
+    for i in 0..plan.pipes.len() {
+        results.pipe_ids.insert(i, i as u64 + 1);
     }
     results.errors = run.reports.errors.clone();
     let mut violations = scenarios::judge_echo(&plan, &results);
