@@ -121,6 +121,9 @@ pub fn tagged_frame(writer: u8, seq: u32, payload: &[u8]) -> Vec<u8> {
 #[derive(Debug, Default)]
 pub struct Results {
     pub received: BTreeMap<usize, Vec<u8>>,
+    /// The pipe id (as on the wire) each of the plan's pipes got, so that oracles name a pipe
+    /// as the monitor, the trace and the liveness checks do.
+    pub pipe_ids: BTreeMap<usize, u64>,
     pub errors: Vec<String>,
 }
 
@@ -166,22 +169,24 @@ async fn guest_main<G: GuestOs>(
     for (i, pipe) in plan.pipes.iter().enumerate() {
         let info = control.new_pipe(pipe.ring).await?;
         ids.push(info.pipe_id);
+        results.borrow_mut().pipe_ids.insert(i, info.pipe_id);
+        // Threads are named by the pipe's id, as everything else names the pipe.
+        let id = info.pipe_id;
         let mut writer_end = os.attach(&info).await?;
         writer_end.send_frame(&Protocol::Echo.encode()).await?;
         let reader_end = os.attach(&info).await?;
         let (r, d, abandon) = (results.clone(), done.clone(), pipe.abandon_after);
-        os.kernel().spawn(&format!("recv{i}"), async move {
+        os.kernel().spawn(&format!("recv{id}"), async move {
             receive(i, reader_end, abandon, &r).await;
             d.count_down();
         });
         match &pipe.shared {
             None => {
                 let (r, plan) = (results.clone(), plan.clone());
-                os.kernel().spawn(&format!("send{i}"), async move {
+                os.kernel().spawn(&format!("send{id}"), async move {
                     // `i` indexes the same immutable plan this loop walks.
                     let pipe = &plan.pipes[i];
                     send(
-                        i,
                         writer_end,
                         &pipe.data,
                         pipe.chunk,
@@ -206,9 +211,9 @@ async fn guest_main<G: GuestOs>(
                         results.clone(),
                         writers_left.clone(),
                     );
-                    os.kernel().spawn(&format!("writer{i}.{w}"), async move {
+                    os.kernel().spawn(&format!("writer{id}.{w}"), async move {
                         if let Err(e) = write_frames(w as u8, own, end, &shared_end, &left).await {
-                            record_error(&r, format!("writer {i}.{w}: {e}"));
+                            record_error(&r, format!("pipe {id}: writer {w}: {e}"));
                         }
                     });
                 }
@@ -225,7 +230,6 @@ async fn guest_main<G: GuestOs>(
 /// Streams `data` in `chunk`-byte writes, then closes the write side. With `abandoned`, the
 /// reader's early close ends the stream without an error.
 pub async fn send<M: SharedMemory + Clone, D: Doorbell, I: IrqWaiter>(
-    i: usize,
     mut end: PipeEnd<M, D, I>,
     data: &[u8],
     chunk: usize,
@@ -237,11 +241,11 @@ pub async fn send<M: SharedMemory + Clone, D: Doorbell, I: IrqWaiter>(
             Ok(()) => {}
             // An abandoned pipe's reader is gone: stopping is the right outcome.
             Err(PipeError::Ring(RingError::PeerClosed)) if abandoned => return,
-            Err(e) => return record_error(results, format!("send {i}: {e}")),
+            Err(e) => return record_error(results, format!("pipe {}: send: {e}", end.id())),
         }
     }
     if let Err(e) = end.close_write().await {
-        record_error(results, format!("send {i} close: {e}"));
+        record_error(results, format!("pipe {}: send close: {e}", end.id()));
     }
 }
 
@@ -265,7 +269,7 @@ pub async fn receive<M: SharedMemory + Clone, D: Doorbell, I: IrqWaiter>(
             Ok(0) => break,
             Ok(n) => got.extend_from_slice(&buf[..n]),
             Err(e) => {
-                record_error(results, format!("recv {i}: {e}"));
+                record_error(results, format!("pipe {}: recv: {e}", end.id()));
                 break;
             }
         }
@@ -273,7 +277,7 @@ pub async fn receive<M: SharedMemory + Clone, D: Doorbell, I: IrqWaiter>(
     if abandon_after.is_some()
         && let Err(e) = end.close_read().await
     {
-        record_error(results, format!("recv {i} close: {e}"));
+        record_error(results, format!("pipe {}: recv close: {e}", end.id()));
     }
     results.borrow_mut().received.insert(i, got);
 }

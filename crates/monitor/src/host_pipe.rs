@@ -84,10 +84,14 @@ pub struct HostPipe<P: Platform> {
 }
 
 impl<P: Platform> HostPipe<P> {
-    /// Writes fresh ring headers for a new pipe (before the guest learns of it).
+    /// Writes fresh ring headers for a new pipe (before the guest learns of it), and names the
+    /// rings' fields for traces: `pipe<id>.g2h.*` (guest to host) and `pipe<id>.h2g.*`.
     pub async fn init(platform: &P, info: &PipeInfo) -> Result<(), HostPipeError> {
         let mem = platform.memory();
         let (up, down) = layouts(info, mem.size())?;
+        let id = info.pipe_id;
+        up.name_fields(&mem, &format_args!("pipe{id}.g2h"));
+        down.name_fields(&mem, &format_args!("pipe{id}.h2g"));
         let start = platform.start_cursor();
         up.init(&mem, start).await.map_err(RingError::from)?;
         down.init(&mem, start).await.map_err(RingError::from)?;

@@ -45,6 +45,11 @@ pub trait SharedMemory {
 
     /// Plain (non-atomic) copy into the region.
     fn write(&self, offset: u64, data: &[u8]) -> impl Future<Output = Result<(), MemFault>>;
+
+    /// Names `[offset, offset + len)` (a ring header field, a data area) for whoever watches
+    /// the accesses: the simulation's trace lines show the name instead of an offset. Nothing
+    /// else depends on it, so a binding without a trace ignores it.
+    fn name_range(&self, _offset: u64, _len: u64, _name: core::fmt::Arguments<'_>) {}
 }
 
 impl<M: SharedMemory> SharedMemory for &M {
@@ -74,6 +79,9 @@ impl<M: SharedMemory> SharedMemory for &M {
     }
     fn write(&self, offset: u64, data: &[u8]) -> impl Future<Output = Result<(), MemFault>> {
         (**self).write(offset, data)
+    }
+    fn name_range(&self, offset: u64, len: u64, name: core::fmt::Arguments<'_>) {
+        (**self).name_range(offset, len, name)
     }
 }
 

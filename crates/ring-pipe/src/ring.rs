@@ -145,6 +145,24 @@ impl RingLayout {
         self.base + HEADER_LEN
     }
 
+    /// Names the header fields and the data area for traces, under `ring` (e.g. `pipe3.g2h`):
+    /// `ring.read`, `ring.write`, `ring.writer_closed`, `ring.reader_closed`,
+    /// `ring.reader_waiting`, `ring.writer_waiting`, and `ring.data` (copies show as
+    /// `ring.data+<index>`, relative to the data area).
+    pub fn name_fields<M: SharedMemory>(&self, mem: &M, ring: &dyn core::fmt::Display) {
+        for (off, field) in [
+            (READ_CURSOR, "read"),
+            (WRITE_CURSOR, "write"),
+            (WRITER_CLOSED, "writer_closed"),
+            (READER_CLOSED, "reader_closed"),
+            (READER_WAITING, "reader_waiting"),
+            (WRITER_WAITING, "writer_waiting"),
+        ] {
+            mem.name_range(self.field(off), 8, format_args!("{ring}.{field}"));
+        }
+        mem.name_range(self.data(), self.capacity, format_args!("{ring}.data"));
+    }
+
     /// Writes a fresh header with both cursors at `start` (set-up, before either side attaches).
     pub async fn init<M: SharedMemory>(&self, mem: &M, start: u64) -> Result<(), MemFault> {
         for f in [WRITER_CLOSED, READER_CLOSED, READER_WAITING, WRITER_WAITING] {

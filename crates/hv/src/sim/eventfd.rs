@@ -21,6 +21,9 @@ struct State {
     edge: SyncToken,
     rings: u64,
     deliveries: u64,
+    /// Signals sent so far, and the number of the last one delivered.
+    sent: u64,
+    last_delivered: u64,
 }
 
 #[derive(Clone)]
@@ -66,12 +69,18 @@ impl Doorbell for SimEventFd {
 }
 
 impl Signalled for State {
+    fn next_signal(&mut self) -> u64 {
+        self.sent += 1;
+        self.sent
+    }
+
     /// A real ring adds one (with the ringer's edge); a spurious wake-up makes `wait` return 0.
-    fn deliver(&mut self, edge: Option<&SyncToken>) -> String {
+    fn deliver(&mut self, edge: Option<&SyncToken>, signal: u64) -> String {
         match edge {
             Some(edge) => {
                 self.edge.merge(edge);
                 self.count += 1;
+                self.last_delivered = signal;
                 self.deliveries += 1;
                 format!("count={}", self.count)
             }
@@ -88,17 +97,34 @@ impl Signalled for State {
 }
 
 impl EventWaiter for SimEventFd {
+    /// Waits for the count. Parking is a trace line (`park`), and so is waking (`wake`, naming
+    /// the last ring delivered: `by=`).
     async fn wait(&self) -> u64 {
+        let mut parked = false;
         poll_fn(|cx| {
             let mut s = self.state.borrow_mut();
             if s.count > 0 || s.spurious {
                 let n = std::mem::take(&mut s.count);
                 s.spurious = false;
                 self.ctx.sync_acquire(&s.edge);
+                if parked {
+                    let name = &self.name;
+                    if n > 0 {
+                        let by = s.last_delivered;
+                        self.ctx
+                            .trace("wake", format_args!("{name} count={n} by={name}#{by}"));
+                    } else {
+                        self.ctx.trace("wake", format_args!("{name} spurious"));
+                    }
+                }
                 Poll::Ready(n)
             } else {
                 if !s.waiters.iter().any(|w| w.will_wake(cx.waker())) {
                     s.waiters.push(cx.waker().clone());
+                }
+                if !parked {
+                    parked = true;
+                    self.ctx.trace("park", format_args!("{}", self.name));
                 }
                 Poll::Pending
             }

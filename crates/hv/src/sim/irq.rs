@@ -26,6 +26,9 @@ struct State {
     spurious: u64,
     waiters: Vec<Waker>,
     edge: SyncToken,
+    /// Signals raised so far, and the number of the last one delivered.
+    sent: u64,
+    last_delivered: u64,
 }
 
 #[derive(Clone)]
@@ -72,13 +75,19 @@ impl IrqRaiser for SimIrqLine {
 }
 
 impl Signalled for State {
+    fn next_signal(&mut self) -> u64 {
+        self.sent += 1;
+        self.sent
+    }
+
     /// A real interrupt advances the epoch (with the raiser's edge); a spurious wake-up releases
     /// every halted thread without one.
-    fn deliver(&mut self, edge: Option<&SyncToken>) -> String {
+    fn deliver(&mut self, edge: Option<&SyncToken>, signal: u64) -> String {
         match edge {
             Some(edge) => {
                 self.edge.merge(edge);
                 self.epoch += 1;
+                self.last_delivered = signal;
                 format!("epoch={}", self.epoch)
             }
             None => {
@@ -101,6 +110,8 @@ impl IrqWaiter for SimIrqLine {
         s.epoch
     }
 
+    /// Halts until an interrupt newer than `ticket` (or a spurious wake-up). Halting is a trace
+    /// line (`park`), and so is waking (`wake`, naming the interrupt that woke it: `by=`).
     async fn wait(&self, ticket: u64) {
         // Entering the halt is a step: a delivery can land here.
         self.ctx.yield_now().await;
@@ -111,14 +122,33 @@ impl IrqWaiter for SimIrqLine {
         if has(self.bugs, planted::WFI_LOST_WAKEUP) {
             ticket = self.state.borrow().epoch;
         }
+        let mut parked = false;
         poll_fn(|cx| {
             let mut s = self.state.borrow_mut();
             if s.epoch > ticket || s.spurious > spurious_at_arm {
                 self.ctx.sync_acquire(&s.edge);
+                if parked {
+                    let name = &self.name;
+                    if s.epoch > ticket {
+                        let by = s.last_delivered;
+                        self.ctx.trace(
+                            "wake",
+                            format_args!("{name} epoch={} by={name}#{by}", s.epoch),
+                        );
+                    } else {
+                        self.ctx
+                            .trace("wake", format_args!("{name} epoch={} spurious", s.epoch));
+                    }
+                }
                 Poll::Ready(())
             } else {
                 if !s.waiters.iter().any(|w| w.will_wake(cx.waker())) {
                     s.waiters.push(cx.waker().clone());
+                }
+                if !parked {
+                    parked = true;
+                    self.ctx
+                        .trace("park", format_args!("{} ticket={ticket}", self.name));
                 }
                 Poll::Pending
             }

@@ -41,9 +41,12 @@ pub(crate) fn delivery_latency(ctx: &simkit::Ctx, base_ns: u64) -> u64 {
 
 /// A signal line's state as deliveries see it.
 pub(crate) trait Signalled: 'static {
+    /// Numbers the next signal sent on the line (1, 2, ...).
+    fn next_signal(&mut self) -> u64;
     /// Applies a real delivery (`Some(edge)`: the sender's happens-before edge) or a spurious
-    /// wake-up (`None`), and returns the details for the trace line.
-    fn deliver(&mut self, edge: Option<&simkit::SyncToken>) -> String;
+    /// wake-up (`None`), and returns the details for the trace line. A real delivery carries
+    /// its signal's number, which a woken waiter names (`by=`).
+    fn deliver(&mut self, edge: Option<&simkit::SyncToken>, signal: u64) -> String;
     /// The waiters to wake after a delivery.
     fn take_waiters(&mut self) -> Vec<std::task::Waker>;
 }
@@ -52,6 +55,9 @@ pub(crate) trait Signalled: 'static {
 /// seeded latency and, under buggify, followed by a spurious wake-up on top of (never instead
 /// of) the real delivery. `#[track_caller]` keeps one buggify site per device (its call site),
 /// as before this helper existed.
+///
+/// Trace lines link the two ends for reports: the send carries `send=<line>#<n>`, the delivery
+/// `recv=<line>#<n>`, and a waiter the delivery woke `by=<line>#<n>`.
 #[track_caller]
 pub(crate) fn signal<S: Signalled>(
     ctx: &simkit::Ctx,
@@ -62,11 +68,15 @@ pub(crate) fn signal<S: Signalled>(
 ) {
     let edge = ctx.sync_release();
     let latency = delivery_latency(ctx, base_latency_ns);
-    ctx.trace(event, format_args!("{name} latency={latency}"));
-    schedule_delivery(ctx, name, state, latency, Some(edge));
+    let n = state.borrow_mut().next_signal();
+    ctx.trace(
+        event,
+        format_args!("{name} latency={latency} send={name}#{n}"),
+    );
+    schedule_delivery(ctx, name, state, latency, Some(edge), n);
     if ctx.buggify() {
         let extra = delivery_latency(ctx, base_latency_ns);
-        schedule_delivery(ctx, name, state, extra, None);
+        schedule_delivery(ctx, name, state, extra, None, n);
     }
 }
 
@@ -76,6 +86,7 @@ fn schedule_delivery<S: Signalled>(
     state: &std::rc::Rc<std::cell::RefCell<S>>,
     latency: u64,
     edge: Option<simkit::SyncToken>,
+    signal: u64,
 ) {
     let (state, name) = (state.clone(), name.clone());
     ctx.with(|k| {
@@ -84,8 +95,13 @@ fn schedule_delivery<S: Signalled>(
             at,
             Box::new(move |k| {
                 let mut s = state.borrow_mut();
-                let details = s.deliver(edge.as_ref());
-                k.trace_as(&name, "deliver", format_args!("{details}"));
+                let details = s.deliver(edge.as_ref(), signal);
+                let link = if edge.is_some() {
+                    format!(" recv={name}#{signal}")
+                } else {
+                    String::new()
+                };
+                k.trace_as(&name, "deliver", format_args!("{details}{link}"));
                 for w in s.take_waiters() {
                     w.wake();
                 }

@@ -100,4 +100,8 @@ impl SharedMemory for SimShm {
         self.check(offset, data.len())?;
         self.region.write_bytes(offset, data).await.map_err(fault)
     }
+
+    fn name_range(&self, offset: u64, len: u64, name: std::fmt::Arguments<'_>) {
+        self.region.name_field(offset, len, &name.to_string());
+    }
 }

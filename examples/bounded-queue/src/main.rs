@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    sim::main_with(bounded_queue::catalogue())
+}

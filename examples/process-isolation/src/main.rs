@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    sim::main_with(process_isolation::catalogue())
+}
