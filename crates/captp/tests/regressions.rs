@@ -230,6 +230,87 @@ fn an_accept_disembargo_for_a_finished_provide_is_dropped() {
     net.vat(A).finish(boot_c);
 }
 
+/// While its `Provide` is open, an accept-disembargo goes to that `Provide`'s provider, even
+/// when our own route to the capability no longer ends there.
+///
+/// Bob (B) passes Alice (A) a promise P for Carol's (C) bootstrap X, and Alice returns it:
+/// Bob's later messages on that answer path go to P itself (pinned). Bob passes the answer's
+/// capability back to Alice in a second call and pipelines a call on that call's answer. P
+/// then resolves (Bob hands X to Alice; her `Accept` completes), and Alice returns the
+/// capability, now X, to Bob: a `Provide` to Carol and a `thirdPartyHosted` to Bob, whose
+/// `Accept` is embargoed. Bob's `Disembargo{accept}` reaches Alice on the pinned route, which
+/// ends at P on Bob, not at Carol. Alice sent the `Disembargo{provide}` to where the route
+/// ended: Bob knew no such `Provide` and aborted the connection.
+#[test]
+fn an_accept_disembargo_goes_to_its_provider_when_our_route_has_moved() {
+    let mut net = three_vats_with_handoff();
+    // Bob: Alice's bootstrap, and P, a promise for Carol's bootstrap X (not answered yet).
+    let boot_a = net.vat(B).bootstrap(A);
+    let alice = net.vat(B).pipeline(&boot_a, &[]);
+    let boot_c = net.vat(B).bootstrap(C);
+    let p = net.vat(B).pipeline(&boot_c, &[]);
+    // Bob sends P to Alice, who returns it: the answer's path is pinned to Bob's P.
+    let q1 = net.call(B, &alice, 1, 0, Some(&p));
+    net.deliver_all(B, A);
+    let owed = net.take_owed(A, 1, 0);
+    net.answer_with_arg(A, owed);
+    // Before Bob hears that, he passes the answer's capability back to Alice in a second
+    // call, and pipelines a call on that call's answer (through Alice).
+    let p1 = net.vat(B).pipeline(&q1, &[0]);
+    let q2 = net.call(B, &alice, 2, 0, Some(&p1));
+    let p2 = net.vat(B).pipeline(&q2, &[0]);
+    let c3 = net.call(B, &p2, 3, 0, None);
+    // Carol answers Bob's bootstrap: P resolves to X, which Bob hands to Alice (a `Provide`
+    // to Carol, a `Resolve` to Alice).
+    net.deliver_all(B, C);
+    net.deliver_all(C, B);
+    net.deliver_all(B, A);
+    assert_eq!(
+        net.pending(A, C),
+        1,
+        "Alice's Accept for X waits on the link to Carol"
+    );
+    // Alice's Accept completes: her P is X, an import from Carol.
+    net.deliver_all(B, C);
+    net.deliver_all(A, C);
+    net.deliver_all(C, A);
+    // Alice returns the second call's argument: X, handed to Bob (a second `Provide`).
+    let owed = net.take_owed(A, 2, 0);
+    net.answer_with_arg(A, owed);
+    assert_eq!(net.deliver(A, C), "finish", "Alice finishes her Accept");
+    assert_eq!(net.deliver(A, C), "provide", "and provides X for Bob");
+    // Bob learns of the handoff; his call went through Alice, so his `Accept` is embargoed
+    // and Alice gets his `Disembargo{accept}`, which she must pass on to Carol.
+    net.deliver_all(A, B);
+    net.deliver_all(B, A);
+    assert!(net.errors.is_empty(), "{:?}", net.errors);
+    assert!(
+        net.vats[A as usize].is_connected(B) && net.vats[B as usize].is_connected(A),
+        "Alice and Bob kept their connection"
+    );
+    for c in [alice, p, p1, p2] {
+        net.vat(B).release(c);
+    }
+    for a in [boot_a, boot_c, q1, q2, c3] {
+        net.vat(B).finish(a);
+    }
+    net.settle_everything();
+    assert!(net.errors.is_empty(), "{:?}", net.errors);
+    assert_eq!(net.order(3), vec![0]);
+    assert!(
+        net.delivered.iter().any(|(f, t, m)| (*f, *t) == (A, C)
+            && matches!(
+                m,
+                captp::wire::Message::Disembargo(captp::wire::Disembargo {
+                    context: captp::wire::DisembargoContext::Provide(_),
+                    ..
+                })
+            )),
+        "Alice passed the accept-disembargo on to Carol"
+    );
+    net.assert_quiet();
+}
+
 /// Messages from a peer to a promise we resolved to one of that peer's own promises go to
 /// exactly that promise, even after it resolves further (rpc.capnp's Tribble 4-way race
 /// rule).
